@@ -1,0 +1,48 @@
+# Shoal: the targets every operator user already knows.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)/hack
+
+.PHONY: help setup tools lint test test-unit test-integration crds up down status demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## install Debian packages, the Python venv and the Kubernetes tools (idempotent)
+	@hack/setup.sh
+
+tools: ## build kube-apiserver, etcd, kwok, helm, oras from the Go module proxy (cached in ~/.cache/shoal)
+	@hack/build-tools.sh
+
+lint: setup ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+crds: setup ## regenerate crds/ from the pydantic models
+	$(PY) hack/gen_crds.py
+
+test: setup lint ## lint, then every test (unit, integration, e2e)
+	$(PY) -m pytest
+
+test-unit: setup ## only the tests that need no servers
+	$(PY) -m pytest -m unit
+
+test-integration: setup ## only tests against real servers
+	$(PY) -m pytest -m "integration or e2e"
+
+up: setup ## start a local control plane (3 kwok Nodes) and an OCI registry; prints KUBECONFIG= and REGISTRY=
+	@$(PY) -m localcluster up
+
+down: ## stop everything `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m localcluster down; fi
+
+status: ## what `make up` started, and whether it still runs
+	@$(PY) -m localcluster status
+
+demo: setup ## bring up a local cluster with Shoal and run the demo
+	@echo "make demo: not yet — the demo arrives with the chart and node agent (see issues)."
+
+clean: down ## remove local build outputs (the tool cache in ~/.cache/shoal stays)
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,333 @@
+"""The local control plane: etcd, kube-apiserver (RBAC on), kube-controller-manager, kube-scheduler and
+kwok managing N fake Nodes, all on loopback, all stopped by PID.
+
+kwok marks pods bound to its Nodes Running without running anything, which is what an operator's
+tests need: the real apiserver, admission, RBAC, garbage collector and scheduler, minus kubelets.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import pki
+from .processes import Proc, free_port, spawn, stop, wait_until
+from .tools import ensure_tools
+
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+ZONES = ("zone-a", "zone-b", "zone-c")
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """What a fake Node offers; kwok keeps these as its capacity and allocatable."""
+
+    cpu: str = "8"
+    memory: str = "16Gi"
+    pods: str = "110"
+
+
+@dataclass
+class ControlPlane:
+    workdir: Path
+    nodes: int = 3
+    node_shape: NodeShape = field(default_factory=NodeShape)
+    procs: list[Proc] = field(default_factory=list)
+    api_port: int = 0
+    kubeconfig: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
+        self.kubeconfig = self.workdir / "admin.kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.workdir / "pki"
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bring everything up and wait until Nodes are Ready; on any failure, stop what started."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)
+        self.procs.clear()
+
+    def _start(self) -> None:
+        bins = ensure_tools()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        logs = self.workdir / "logs"
+        ca, sa = self._make_pki()
+
+        etcd_port, peer_port = free_port(), free_port()
+        etcd = spawn(
+            "etcd",
+            [
+                str(bins / "etcd"),
+                "--name=shoal",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=shoal=http://127.0.0.1:{peer_port}",
+                "--listen-metrics-urls=",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            log_dir=logs,
+        )
+        self.procs.append(etcd)
+        wait_until(
+            lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"),
+            what="etcd /health",
+            timeout=60,
+            proc=etcd,
+        )
+
+        self.api_port = free_port()
+        p = self.pki_dir
+        apiserver = spawn(
+            "kube-apiserver",
+            [
+                str(bins / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={p}",
+                f"--tls-cert-file={p / 'apiserver.crt'}",
+                f"--tls-private-key-file={p / 'apiserver.key'}",
+                f"--client-ca-file={ca.cert}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--allow-privileged=true",
+                # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject.
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+            log_dir=logs,
+        )
+        self.procs.append(apiserver)
+        self._write_kubeconfig(self.kubeconfig, "admin")
+        wait_until(
+            lambda: self._get_ok("/readyz"), what="kube-apiserver /readyz", timeout=120, proc=apiserver
+        )
+
+        for component in ("kube-controller-manager", "kube-scheduler"):
+            kubeconfig = self.workdir / f"{component}.kubeconfig"
+            self._write_kubeconfig(kubeconfig, component)
+            argv = [
+                str(bins / component),
+                f"--kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--v=1",
+            ]
+            if component == "kube-controller-manager":
+                argv += [
+                    f"--service-account-private-key-file={sa.key}",
+                    f"--root-ca-file={ca.cert}",
+                    f"--cluster-signing-cert-file={ca.cert}",
+                    f"--cluster-signing-key-file={ca.key}",
+                    f"--authentication-kubeconfig={kubeconfig}",
+                    f"--authorization-kubeconfig={kubeconfig}",
+                    "--use-service-account-credentials=true",
+                    "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+                ]
+            else:
+                argv += [
+                    f"--authentication-kubeconfig={kubeconfig}",
+                    f"--authorization-kubeconfig={kubeconfig}",
+                ]
+            self.procs.append(spawn(component, argv, log_dir=logs))
+
+        kwok_kubeconfig = self.workdir / "kwok.kubeconfig"
+        self._write_kubeconfig(kwok_kubeconfig, "kwok")
+        kwok = spawn(
+            "kwok",
+            [
+                str(bins / "kwok"),
+                f"--kubeconfig={kwok_kubeconfig}",
+                "--manage-all-nodes=true",
+                f"--server-address=127.0.0.1:{free_port()}",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=10.240.0.1",
+                "--node-lease-duration-seconds=40",
+            ],
+            log_dir=logs,
+        )
+        self.procs.append(kwok)
+
+        self.kubectl("apply", "-f", "-", input=json.dumps(self._node_list()))
+        wait_until(self._nodes_ready, what=f"{self.nodes} Ready nodes", timeout=60, proc=kwok)
+        wait_until(
+            lambda: self._get_ok("/api/v1/namespaces/default/serviceaccounts/default"),
+            what="the default ServiceAccount",
+            timeout=60,
+        )
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _make_pki(self) -> tuple[pki.CertFiles, pki.CertFiles]:
+        d = self.pki_dir
+        d.mkdir(parents=True, exist_ok=True)
+        ca = pki.make_ca(d)
+        pki.issue(
+            ca,
+            d,
+            "apiserver",
+            cn="kube-apiserver",
+            server=True,
+            dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            ips=("127.0.0.1", "10.96.0.1"),
+        )
+        pki.issue(ca, d, "admin", cn="shoal-admin", orgs=("system:masters",))
+        # The controller-manager mints one ServiceAccount per controller (use-service-account-credentials)
+        # and needs only its bootstrap role to do so.
+        pki.issue(ca, d, "kube-controller-manager", cn="system:kube-controller-manager")
+        pki.issue(ca, d, "kube-scheduler", cn="system:kube-scheduler")
+        # kwok plays every kubelet at once; the Node authorizer's per-node identities do not fit it.
+        pki.issue(ca, d, "kwok", cn="kwok", orgs=("system:masters",))
+        return ca, pki.make_service_account_key(d)
+
+    def _write_kubeconfig(self, path: Path, user: str) -> None:
+        p = self.pki_dir
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "shoal",
+                    "cluster": {"server": self.server, "certificate-authority": str(p / "ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "client-certificate": str(p / f"{user}.crt"),
+                        "client-key": str(p / f"{user}.key"),
+                    },
+                }
+            ],
+            "contexts": [{"name": "shoal", "context": {"cluster": "shoal", "user": user}}],
+            "current-context": "shoal",
+        }
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
+        return ctx
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.server + path, context=self.ssl_context(), timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def _get_ok(self, path: str) -> bool:
+        try:
+            self.get_json(path) if path != "/readyz" else urllib.request.urlopen(
+                self.server + path, context=self.ssl_context(), timeout=5
+            ).read()
+            return True
+        except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+            return False
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        argv = [str(ensure_tools() / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
+        done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def node_names(self) -> list[str]:
+        return [f"node-{i + 1}" for i in range(self.nodes)]
+
+    def _node_list(self) -> dict[str, Any]:
+        shape = self.node_shape
+        resources = {"cpu": shape.cpu, "memory": shape.memory, "pods": shape.pods}
+        items = [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "topology.kubernetes.io/zone": ZONES[i % len(ZONES)],
+                        "type": "kwok",
+                    },
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                },
+                "status": {"capacity": resources, "allocatable": resources},
+            }
+            for i, name in enumerate(self.node_names())
+        ]
+        return {"apiVersion": "v1", "kind": "List", "items": items}
+
+    def _nodes_ready(self) -> bool:
+        try:
+            nodes = self.get_json("/api/v1/nodes")["items"]
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        # Ready, and the node lifecycle controller has lifted the not-ready taint pods would trip on.
+        ready = [
+            n
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+            and not any(
+                t["key"].startswith("node.kubernetes.io/") for t in n.get("spec", {}).get("taints", [])
+            )
+        ]
+        return len(ready) >= self.nodes
+
+    def describe(self) -> dict[str, Any]:
+        """What `make down` and `make status` need to find this control plane again."""
+        return {
+            "workdir": str(self.workdir),
+            "kubeconfig": str(self.kubeconfig),
+            "server": self.server,
+            "procs": [p.to_dict() for p in self.procs],
+        }
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

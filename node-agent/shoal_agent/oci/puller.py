@@ -1,0 +1,250 @@
+"""The node agent's artifact pull: resolve a tag, fetch by digest, verify, cache, hand back the module.
+
+One `ArtifactPuller` per agent. Its cache is keyed by the digest a reference resolves to, so a second
+pull of that digest touches no network; concurrent pulls of one digest share a single download.
+oras-py is blocking, so every registry call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from . import digests, formats, layers
+from . import mediatypes as mt
+from .credentials import DockerConfig, credentials_for
+from .errors import ArtifactTooLarge, NotWasm
+from .formats import Descriptor, ModuleLocation, WasmFormat
+from .reference import Reference
+from .registry_client import RegistryClient
+from .retry import RetryPolicy
+from .store import BlobStore
+
+T = TypeVar("T")
+
+DEFAULT_MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PullResult:
+    reference: str
+    digest: str  # what the reference resolved to (an index's digest for a multi-platform image)
+    module_path: Path
+    module_digest: str
+    module_size: int
+    format: WasmFormat
+    cache_hit: bool
+    seconds: float
+
+    @property
+    def result(self) -> Literal["hit", "miss"]:
+        """The label for `shoal_artifact_pull_seconds{result=...}`."""
+        return "hit" if self.cache_hit else "miss"
+
+
+@dataclass
+class PullStats:
+    """Registry round trips made, for tests and debugging (metrics are the caller's business)."""
+
+    resolves: int = 0
+    manifest_fetches: int = 0
+    blob_fetches: int = 0
+
+
+@dataclass
+class ArtifactPuller:
+    cache_root: Path
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    insecure_registries: Collection[str] = ()  # host[:port] reached over plain http
+    plain_http_loopback: bool = True  # 127.0.0.1/localhost/[::1] registries use plain http
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    request_timeout: float = 30.0
+    stats: PullStats = field(default_factory=PullStats)
+    _inflight: dict[str, asyncio.Task[PullResult]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.store = BlobStore(Path(self.cache_root))
+
+    # -- public API -------------------------------------------------------------------------------
+
+    async def resolve(self, ref: str, pull_secrets: Iterable[DockerConfig] = ()) -> str:
+        """The manifest digest `ref` names now; a reference with a digest resolves without network I/O."""
+        parsed = Reference.parse(ref)
+        if parsed.digest:
+            return parsed.digest
+        return await self._resolve(parsed, self._client(parsed, list(pull_secrets)))
+
+    async def pull(self, ref: str, pull_secrets: Iterable[DockerConfig] = ()) -> PullResult:
+        """Resolve, then return the cached module or fetch it (once, however many callers ask at once)."""
+        started = time.monotonic()
+        parsed = Reference.parse(ref)
+        secrets = list(pull_secrets)
+        client: RegistryClient | None = None
+        if parsed.digest:
+            digest = parsed.digest
+        else:
+            client = self._client(parsed, secrets)
+            digest = await self._resolve(parsed, client)
+        cached = self.cached(digest, ref=ref, started=started)
+        if cached is not None:
+            return cached
+        task = self._inflight.get(digest)
+        if task is None:
+            client = client or self._client(parsed, secrets)
+            task = asyncio.create_task(self._fetch(parsed.with_digest(digest), client, ref, started))
+            self._inflight[digest] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(digest, None))
+        result = await asyncio.shield(task)
+        if result.reference != ref:  # joined someone else's download
+            result = dataclasses.replace(result, reference=ref, seconds=time.monotonic() - started)
+        return result
+
+    def cached(self, digest: str, *, ref: str = "", started: float | None = None) -> PullResult | None:
+        """The module for `digest` if it is on disk, without any network I/O."""
+        record = self.store.load_record(digests.validate(digest))
+        if record is None or record.get("version") != RECORD_VERSION:
+            return None
+        module_digest, size = str(record["module_digest"]), int(record["module_size"])
+        if not self.store.has(module_digest, size):
+            return None
+        return PullResult(
+            reference=ref or digest,
+            digest=digest,
+            module_path=self.store.blob_path(module_digest),
+            module_digest=module_digest,
+            module_size=size,
+            format=WasmFormat(record["format"]),
+            cache_hit=True,
+            seconds=time.monotonic() - started if started is not None else 0.0,
+        )
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _client(self, ref: Reference, secrets: list[DockerConfig]) -> RegistryClient:
+        plain = ref.host in self.insecure_registries or (self.plain_http_loopback and ref.is_loopback)
+        return RegistryClient(
+            ref,
+            plain_http=plain,
+            credentials=credentials_for(ref.host, secrets),
+            timeout=self.request_timeout,
+        )
+
+    async def _call(self, fn: Callable[[], T], what: str) -> T:
+        async def attempt() -> T:
+            return await asyncio.to_thread(fn)
+
+        return await self.retry.run(attempt, what)
+
+    async def _resolve(self, ref: Reference, client: RegistryClient) -> str:
+        tag = ref.tag or "latest"
+        self.stats.resolves += 1
+        digest = await self._call(lambda: client.head_manifest(tag), f"resolve {ref}")
+        if digest is None:  # registries need not send Docker-Content-Digest: hash the manifest itself
+            self.stats.manifest_fetches += 1
+            body, _ = await self._call(lambda: client.get_manifest(tag, MAX_MANIFEST_BYTES), f"resolve {ref}")
+            digest = digests.of_bytes(body)
+        return digests.validate(digest)
+
+    async def _manifest(self, client: RegistryClient, digest: str) -> tuple[dict[str, Any], str]:
+        self.stats.manifest_fetches += 1
+        body, content_type = await self._call(
+            lambda: client.get_manifest(digest, MAX_MANIFEST_BYTES), f"manifest {digest}"
+        )
+        digests.check(body, digest, "manifest")
+        doc = formats.parse_json(body, f"manifest {digest}")
+        return doc, formats.manifest_media_type(doc, content_type)
+
+    async def _blob(self, client: RegistryClient, desc: Descriptor, limit: int, what: str) -> Path:
+        """Download one blob into the store (unless already there) and return its path."""
+        if self.store.has(desc.digest, desc.size):
+            return self.store.blob_path(desc.digest)
+
+        def download() -> None:
+            with self.store.writer(desc.digest, expected_size=desc.size, limit=limit, what=what) as w:
+                client.fetch_blob(desc.digest, w.write)
+
+        self.stats.blob_fetches += 1
+        await self._call(download, f"{what} {desc.digest}")
+        return self.store.blob_path(desc.digest)
+
+    async def _fetch(
+        self, ref: Reference, client: RegistryClient, ref_text: str, started: float
+    ) -> PullResult:
+        assert ref.digest is not None
+        manifest, media_type = await self._manifest(client, ref.digest)
+        if media_type in mt.INDEXES:
+            entry = formats.select_wasm_manifest(manifest)
+            manifest, media_type = await self._manifest(client, entry.digest)
+        if media_type not in mt.IMAGE_MANIFESTS:
+            raise NotWasm(f"{ref} is a {media_type}, not an image manifest")
+
+        config_desc = formats.config_descriptor(manifest)
+        if config_desc.size > MAX_CONFIG_BYTES:
+            raise ArtifactTooLarge(f"config of {ref} is {config_desc.size} bytes")
+        # Bound before fetching any layer: the manifest declares every size (the config is small, capped).
+        declared = config_desc.size + sum(
+            Descriptor.from_json(d, "layer").size for d in manifest.get("layers") or []
+        )
+        config_path = await self._blob(client, config_desc, MAX_CONFIG_BYTES, "config")
+        location = formats.locate_module(manifest, formats.parse_json(config_path.read_bytes(), "config"))
+        if location.download_size > self.max_artifact_bytes:
+            raise ArtifactTooLarge(
+                f"{ref} needs {location.download_size} bytes (manifest total {declared}); "
+                f"bound is {self.max_artifact_bytes}"
+            )
+        module_digest = await self._module(client, location)
+        path = self.store.blob_path(module_digest)
+        with path.open("rb") as fh:
+            formats.check_wasm_bytes(fh.read(8), f"module of {ref}")
+        size = path.stat().st_size
+        self.store.save_record(
+            ref.digest,
+            {
+                "version": RECORD_VERSION,
+                "reference": ref_text,
+                "format": location.format.value,
+                "module_digest": module_digest,
+                "module_size": size,
+            },
+        )
+        return PullResult(
+            reference=ref_text,
+            digest=ref.digest,
+            module_path=path,
+            module_digest=module_digest,
+            module_size=size,
+            format=location.format,
+            cache_hit=False,
+            seconds=time.monotonic() - started,
+        )
+
+    async def _module(self, client: RegistryClient, location: ModuleLocation) -> str:
+        """Fetch what holds the module; for an image, extract the Entrypoint file into its own blob."""
+        budget = self.max_artifact_bytes
+        if location.format is not WasmFormat.DOCKER_IMAGE:
+            (layer,) = location.layers
+            await self._blob(client, layer, budget, "module layer")
+            return layer.digest
+        assert location.path is not None
+        paths = []
+        for layer in location.layers:
+            paths.append(await self._blob(client, layer, budget, "image layer"))
+            budget -= layer.size
+
+        def extract() -> str:
+            with self.store.writer(None, limit=self.max_artifact_bytes, what=f"module {location.path}") as w:
+                layers.extract_from_stack(paths, location.path or "", w, self.max_artifact_bytes)
+            return w.digest
+
+        return await asyncio.to_thread(extract)
+
+
+__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "ArtifactPuller", "PullResult", "PullStats"]
