@@ -1,0 +1,501 @@
+"""WasmApp: what a user declares: a module, a trigger, resources, dependencies, placement.
+
+Everything the apiserver can check without looking at other objects is checked in the CRD
+(patterns, bounds, CEL); the same checks run in the pydantic validators.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from shoal_api.cel import list_map, list_set, object_default, rules
+from shoal_api.constants import WASMAPP_KIND, WASMAPP_PLURAL
+from shoal_api.meta import (
+    DNS_LABEL_MAX,
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_MAX,
+    DNS_SUBDOMAIN_PATTERN,
+    Condition,
+    KeySelector,
+    KubeModel,
+    KubeObject,
+    LocalObjectReference,
+)
+from shoal_api.quantity import (
+    DURATION_PATTERN,
+    QUANTITY_PATTERN,
+    parse_cpu_millicores,
+    parse_duration_ms,
+    parse_memory_bytes,
+)
+
+MAX_REPLICAS = 1000
+MIN_MEMORY_LIMIT = "1Mi"
+MAX_MEMORY_LIMIT = "4Gi"
+MAX_TIMEOUT = "1h"
+MAX_ENV = 64
+MAX_DEPENDENCIES = 16
+
+Quantity = Annotated[str, Field(max_length=64, pattern=QUANTITY_PATTERN)]
+Duration = Annotated[str, Field(max_length=64, pattern=DURATION_PATTERN)]
+DnsLabel = Annotated[str, Field(min_length=1, max_length=DNS_LABEL_MAX, pattern=DNS_LABEL_PATTERN)]
+DnsSubdomain = Annotated[
+    str, Field(min_length=1, max_length=DNS_SUBDOMAIN_MAX, pattern=DNS_SUBDOMAIN_PATTERN)
+]
+
+
+# --- module -------------------------------------------------------------------------------------
+
+
+class ModuleRef(KubeModel):
+    """The OCI artifact holding the Wasm module; the operator resolves the tag to a digest."""
+
+    image: str = Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")
+    """OCI reference, e.g. registry.example:5000/demo/tally:v1 or ...@sha256:<digest>."""
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, max_length=16, json_schema_extra=list_map("name")
+    )
+    """Secrets of type kubernetes.io/dockerconfigjson used to pull the module."""
+
+
+# --- triggers -----------------------------------------------------------------------------------
+
+
+class HttpTrigger(KubeModel):
+    """Invoke the module for HTTP requests under a path prefix on the node agent."""
+
+    path: str = Field(min_length=1, max_length=256, pattern=r"^/[^\s]*$")
+    """URL path prefix, starting with '/'."""
+
+
+class RedisTrigger(KubeModel):
+    """Invoke the module for each message published on a Redis channel."""
+
+    dependency: DnsLabel
+    """Name of a redis dependency declared in spec.dependencies."""
+    channel: str = Field(min_length=1, max_length=256)
+    """Channel (pub/sub) to subscribe to."""
+
+
+class JobTrigger(KubeModel):
+    """Run the module's _start once per replica until it exits 0, like a Job."""
+
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=64)
+    """Arguments passed as argv[1:]."""
+    backoff_limit: int = Field(default=3, ge=0, le=100)
+    """Retries before the placement is marked Failed."""
+
+
+TriggerKind = Literal["http", "redis", "job"]
+
+
+class Trigger(KubeModel):
+    """Exactly one of http, redis or job."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "(has(self.http) ? 1 : 0) + (has(self.redis) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1",
+                "exactly one trigger kind must be set: http, redis or job",
+            )
+        )
+    )
+
+    http: HttpTrigger | None = None
+    redis: RedisTrigger | None = None
+    job: JobTrigger | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Trigger:
+        if sum(t is not None for t in (self.http, self.redis, self.job)) != 1:
+            raise ValueError("exactly one trigger kind must be set: http, redis or job")
+        return self
+
+    @property
+    def kind(self) -> TriggerKind:
+        """Which trigger is set."""
+        if self.http is not None:
+            return "http"
+        if self.redis is not None:
+            return "redis"
+        return "job"
+
+    def summary(self) -> str:
+        """Short text for the TRIGGER printer column, e.g. "http /tally", "redis cache/clicks"."""
+        if self.http is not None:
+            return f"http {self.http.path}"
+        if self.redis is not None:
+            return f"redis {self.redis.dependency}/{self.redis.channel}"
+        return "job"
+
+
+# --- resources ----------------------------------------------------------------------------------
+
+
+class ResourceRequests(KubeModel):
+    """What the scheduler reserves on a node for one replica."""
+
+    cpu: Quantity = "10m"
+    memory: Quantity = "32Mi"
+
+    @property
+    def cpu_millis(self) -> int:
+        return parse_cpu_millicores(self.cpu)
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory_bytes(self.memory)
+
+
+class Resources(KubeModel):
+    """Per-instance limits enforced by the agent's wasmtime store, plus scheduling requests."""
+
+    memory: Quantity = Field(
+        default="32Mi",
+        json_schema_extra=rules(
+            (
+                f"isQuantity(self) && quantity(self).compareTo(quantity('{MIN_MEMORY_LIMIT}')) >= 0"
+                f" && quantity(self).compareTo(quantity('{MAX_MEMORY_LIMIT}')) <= 0",
+                f"memory must be between {MIN_MEMORY_LIMIT} and {MAX_MEMORY_LIMIT}",
+            )
+        ),
+    )
+    """Linear memory limit of one instance."""
+    timeout: Duration = Field(
+        default="30s",
+        json_schema_extra=rules(
+            (
+                f"!self.matches('{DURATION_PATTERN}') || duration(self) <= duration('{MAX_TIMEOUT}')",
+                f"timeout must be at most {MAX_TIMEOUT}",
+            )
+        ),
+    )
+    """Wall-clock limit of one invocation (e.g. 500ms, 2s, 1m)."""
+    max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    """Concurrent invocations per replica."""
+    requests: ResourceRequests = Field(default_factory=ResourceRequests, json_schema_extra=object_default())
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Resources:
+        if (
+            not parse_memory_bytes(MIN_MEMORY_LIMIT)
+            <= self.memory_bytes
+            <= parse_memory_bytes(MAX_MEMORY_LIMIT)
+        ):
+            raise ValueError(f"memory must be between {MIN_MEMORY_LIMIT} and {MAX_MEMORY_LIMIT}")
+        if self.timeout_ms > parse_duration_ms(MAX_TIMEOUT):
+            raise ValueError(f"timeout must be at most {MAX_TIMEOUT}")
+        return self
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory_bytes(self.memory)
+
+    @property
+    def timeout_ms(self) -> int:
+        return parse_duration_ms(self.timeout)
+
+
+# --- env ----------------------------------------------------------------------------------------
+
+
+class EnvVarSource(KubeModel):
+    """Exactly one of secretKeyRef or configMapKeyRef; the agent reads the value itself."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                "exactly one of secretKeyRef or configMapKeyRef must be set",
+            )
+        )
+    )
+
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("exactly one of secretKeyRef or configMapKeyRef must be set")
+        return self
+
+
+class EnvVar(KubeModel):
+    """An environment variable visible to the module through WASI."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("has(self.value) != has(self.valueFrom)", "exactly one of value or valueFrom must be set")
+        )
+    )
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str | None = Field(default=None, max_length=32768)
+    value_from: EnvVarSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVar:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"env {self.name}: exactly one of value or valueFrom must be set")
+        return self
+
+
+# --- dependencies -------------------------------------------------------------------------------
+
+
+class RedisDependency(KubeModel):
+    """A Redis the app talks to; provisioned by the operator unless serviceRef is set."""
+
+
+class MysqlDependency(KubeModel):
+    """A MySQL database; provisioned by the operator unless serviceRef is set."""
+
+    database: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
+    storage: Quantity = "1Gi"
+    """Size of the PersistentVolumeClaim when the operator provisions the server."""
+    password_secret: KeySelector | None = None
+    """Secret key holding the password; required with serviceRef, generated otherwise."""
+
+
+class ServiceRef(KubeModel):
+    """An existing Service to use instead of provisioning the dependency."""
+
+    name: DnsLabel
+    port: int = Field(ge=1, le=65535)
+    namespace: DnsLabel | None = None
+    """Defaults to the app's namespace."""
+
+
+class Dependency(KubeModel):
+    """A backing service the app needs, exposed to the module by name."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("has(self.redis) != has(self.mysql)", "exactly one dependency kind must be set: redis or mysql"),
+            (
+                "!has(self.serviceRef) || !has(self.mysql) || has(self.mysql.passwordSecret)",
+                "a mysql dependency with serviceRef needs mysql.passwordSecret",
+            ),
+        )
+    )
+
+    name: DnsLabel
+    redis: RedisDependency | None = None
+    mysql: MysqlDependency | None = None
+    service_ref: ServiceRef | None = None
+    retain: bool = False
+    """Keep the provisioned data (PVC) when the app is deleted."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Dependency:
+        if (self.redis is None) == (self.mysql is None):
+            raise ValueError(
+                f"dependency {self.name}: exactly one dependency kind must be set: redis or mysql"
+            )
+        if self.service_ref is not None and self.mysql is not None and self.mysql.password_secret is None:
+            raise ValueError(
+                f"dependency {self.name}: a mysql dependency with serviceRef needs mysql.passwordSecret"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["redis", "mysql"]:
+        return "redis" if self.redis is not None else "mysql"
+
+
+# --- placement ----------------------------------------------------------------------------------
+
+
+class Toleration(KubeModel):
+    """core/v1 Toleration (same semantics as for pods)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                "value must be empty when operator is Exists",
+            ),
+            (
+                "has(self.key) && self.key != '' || self.operator == 'Exists'",
+                "an empty key requires operator Exists",
+            ),
+        )
+    )
+
+    key: str | None = Field(default=None, max_length=316)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Empty matches all effects."""
+    toleration_seconds: int | None = None
+
+
+class Spread(KubeModel):
+    """Spread replicas over topology domains, like a pod topologySpreadConstraint."""
+
+    max_skew: int = Field(default=1, ge=1, le=1000)
+    topology_key: str = Field(default="topology.kubernetes.io/zone", min_length=1, max_length=316)
+
+
+class Placement(KubeModel):
+    """Where replicas may run and which nodes they prefer."""
+
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, json_schema_extra={"maxProperties": 64}
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    spread: Spread | None = None
+    prefer_near_dependencies: bool = True
+    """Prefer nodes running (or in the same zone as) the app's dependency pods."""
+
+
+class Rollout(KubeModel):
+    """How template changes roll over existing placements."""
+
+    max_unavailable: int | str = Field(
+        default=1,
+        json_schema_extra=rules(
+            (
+                "type(self) == int ? self >= 1 : self.matches('^(100|[1-9][0-9]?)%$')",
+                "maxUnavailable must be an integer >= 1 or a percentage between 1% and 100%",
+            )
+        ),
+    )
+    """Ready replicas that may be updated at once: an integer or a percentage of replicas."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> Rollout:
+        value = self.max_unavailable
+        if isinstance(value, int) and value < 1:
+            raise ValueError("maxUnavailable must be an integer >= 1 or a percentage between 1% and 100%")
+        if isinstance(value, str) and not _is_percent(value):
+            raise ValueError("maxUnavailable must be an integer >= 1 or a percentage between 1% and 100%")
+        return self
+
+    def resolve_max_unavailable(self, *, replicas: int) -> int:
+        """Absolute count: percentages round down, but never below 1 so a rollout can progress."""
+        value = self.max_unavailable
+        if isinstance(value, str):
+            value = replicas * int(value.rstrip("%")) // 100
+        return max(1, value)
+
+
+def _is_percent(value: str) -> bool:
+    digits = value.removesuffix("%")
+    return value.endswith("%") and digits.isdigit() and 1 <= int(digits) <= 100 and digits[0] != "0"
+
+
+class Capabilities(KubeModel):
+    """Opt-in widening of the default isolation between apps."""
+
+    share_keys_with: list[DnsSubdomain] = Field(
+        default_factory=list, max_length=16, json_schema_extra=list_set()
+    )
+    """Apps (same namespace) that may read this app's Redis keys."""
+
+
+# --- spec & status ------------------------------------------------------------------------------
+
+
+class WasmAppSpec(KubeModel):
+    """Desired state of a WasmApp."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.trigger.redis) || (has(self.dependencies) && self.dependencies.exists(d,"
+                " d.name == self.trigger.redis.dependency && has(d.redis)))",
+                "trigger.redis.dependency must name a redis dependency declared in spec.dependencies",
+            ),
+        )
+    )
+
+    module: ModuleRef
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    trigger: Trigger
+    resources: Resources = Field(default_factory=Resources, json_schema_extra=object_default())
+    env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV, json_schema_extra=list_map("name"))
+    dependencies: list[Dependency] = Field(
+        default_factory=list, max_length=MAX_DEPENDENCIES, json_schema_extra=list_map("name")
+    )
+    placement: Placement = Field(default_factory=Placement, json_schema_extra=object_default())
+    rollout: Rollout = Field(default_factory=Rollout, json_schema_extra=object_default())
+    capabilities: Capabilities | None = None
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> WasmAppSpec:
+        names = [d.name for d in self.dependencies]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate dependency names: {', '.join(duplicates)}")
+        env_names = [e.name for e in self.env]
+        duplicates = sorted({n for n in env_names if env_names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate env names: {', '.join(duplicates)}")
+        redis = self.trigger.redis
+        if redis is not None:
+            dep = self.dependency(redis.dependency)
+            if dep is None or dep.redis is None:
+                raise ValueError(
+                    "trigger.redis.dependency must name a redis dependency declared in spec.dependencies"
+                )
+        return self
+
+    def dependency(self, name: str) -> Dependency | None:
+        """The declared dependency called `name`, if any."""
+        return next((d for d in self.dependencies if d.name == name), None)
+
+
+PlacementState = Literal["Pending", "Pulling", "Compiling", "Ready", "Failed", "Draining"]
+
+
+class PlacementSummary(KubeModel):
+    """One line per placement in WasmApp.status, so `kubectl get -o yaml` shows where it runs."""
+
+    node: str = Field(max_length=DNS_SUBDOMAIN_MAX)
+    state: PlacementState | None = None
+    ready: bool = False
+
+
+class WasmAppStatus(KubeModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = None
+    replicas: int = 0
+    """Placements that exist (the /scale subresource reads this)."""
+    ready_replicas: int = 0
+    ready_summary: str | None = Field(default=None, max_length=32)
+    """"ready/desired", for the READY printer column."""
+    trigger_summary: str | None = Field(default=None, max_length=300)
+    """Short trigger description, for the TRIGGER printer column."""
+    selector: str | None = Field(default=None, max_length=1024)
+    """Label selector of the placements, for the /scale subresource."""
+    resolved_digest: str | None = Field(default=None, max_length=128)
+    """sha256 digest the module tag resolved to."""
+    placements: list[PlacementSummary] = Field(
+        default_factory=list, max_length=MAX_REPLICAS, json_schema_extra=list_map("node")
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, json_schema_extra=list_map("type")
+    )
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+class WasmApp(KubeObject):
+    """A WebAssembly workload (namespaced, short name `wasm`)."""
+
+    KIND: ClassVar[str] = WASMAPP_KIND
+    PLURAL: ClassVar[str] = WASMAPP_PLURAL
+
+    spec: WasmAppSpec
+    status: WasmAppStatus | None = None
+
+    @property
+    def key(self) -> str:
+        """ "namespace/name", the app's identity in the scheduler."""
+        return f"{self.metadata.namespace or ''}/{self.metadata.name or ''}"

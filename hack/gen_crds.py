@@ -1,0 +1,60 @@
+"""Write crds/*.yaml from the shoal_api models; with --check, exit 1 if the files have drifted.
+
+Usage: .venv/bin/python hack/gen_crds.py [--check] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "api"))
+
+from shoal_api.crds import crd_definitions, render_crd_yaml  # noqa: E402
+
+
+def expected_files() -> dict[str, str]:
+    """File name -> exact content for every CRD."""
+    return {name: render_crd_yaml(crd) for name, crd in crd_definitions().items()}
+
+
+def drifted(out_dir: Path) -> list[str]:
+    """Names of files that are missing, different, or stale (generated-looking but no longer produced)."""
+    expected = expected_files()
+    problems = [
+        name
+        for name, text in expected.items()
+        if not (out_dir / name).is_file() or (out_dir / name).read_text() != text
+    ]
+    problems += sorted(p.name for p in out_dir.glob("shoal.dev_*.yaml") if p.name not in expected)
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if crds/ differs from the models")
+    parser.add_argument("--out", type=Path, default=REPO / "crds", help="output directory (default: crds/)")
+    args = parser.parse_args(argv)
+    out_dir: Path = args.out
+    if args.check:
+        problems = drifted(out_dir)
+        for name in problems:
+            print(f"drift: {out_dir / name} is not what hack/gen_crds.py generates", file=sys.stderr)
+        return 1 if problems else 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    expected = expected_files()
+    for stale in out_dir.glob("shoal.dev_*.yaml"):
+        if stale.name not in expected:
+            stale.unlink()
+    for name, text in expected.items():
+        path = out_dir / name
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
