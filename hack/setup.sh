@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 debs=(docker-registry redis-server mariadb-server prometheus runc busybox-static
-      clang lld wasi-libc wabt curl ca-certificates)
+      clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt curl ca-certificates)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@ Every server a fixture starts is stopped by PID when the fixture ends, passing o
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from localcluster.controlplane import ControlPlane
+from localcluster.registry import Registry
+from localcluster.tools import tool
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +55,35 @@ async def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> As
         yield name
     finally:
         await core.delete_namespace(name)
+
+
+CRDS = Path(__file__).resolve().parents[1] / "crds"
+
+
+@pytest.fixture(scope="session")
+def shoal_crds(control_plane: ControlPlane) -> Path:
+    """Install crds/ exactly as a user would (kubectl apply), and wait until they are served.
+    Returns the admin kubeconfig."""
+    kubectl = [tool("kubectl"), f"--kubeconfig={control_plane.kubeconfig}"]
+    done = subprocess.run(
+        [*kubectl, "apply", "--server-side", "-f", str(CRDS)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    waited = subprocess.run(
+        [*kubectl, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS)],
+        capture_output=True,
+        text=True,
+    )
+    assert waited.returncode == 0, waited.stderr
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One real OCI registry (Debian's docker-registry) on loopback for the session."""
+    registry = Registry(workdir=tmp_path_factory.mktemp("oci-registry"))
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()

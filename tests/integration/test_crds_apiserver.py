@@ -10,12 +10,9 @@ from typing import Any
 
 import pytest
 
-from localcluster.controlplane import ControlPlane
 from localcluster.tools import tool
 
 pytestmark = pytest.mark.integration
-
-CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -26,17 +23,6 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> subproces
         text=True,
         timeout=60,
     )
-
-
-@pytest.fixture(scope="session")
-def shoal_crds(control_plane: ControlPlane) -> Path:
-    """Install crds/ exactly as a user would, and wait until they are served."""
-    kubeconfig = control_plane.kubeconfig
-    done = kubectl(kubeconfig, "apply", "--server-side", "-f", str(CRDS))
-    assert done.returncode == 0, done.stderr
-    waited = kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
-    assert waited.returncode == 0, waited.stderr
-    return kubeconfig
 
 
 def wasmapp(name: str, **spec: Any) -> str:

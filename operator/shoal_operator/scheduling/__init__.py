@@ -19,7 +19,7 @@ from shoal_operator.scheduling.model import (
     Taint,
     Toleration,
 )
-from shoal_operator.scheduling.scheduler import schedule_app, schedule_batch
+from shoal_operator.scheduling.scheduler import iter_decisions, schedule_app, schedule_batch
 from shoal_operator.scheduling.scores import DEFAULT_SCORES, Score
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Taint",
     "Toleration",
     "diff_placements",
+    "iter_decisions",
     "schedule_app",
     "schedule_batch",
     "tolerates",

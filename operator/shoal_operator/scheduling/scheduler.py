@@ -9,7 +9,7 @@ decisions of one batch never oversubscribe a node together.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -84,13 +84,23 @@ def schedule_batch(
     scores: tuple[tuple[Score, float], ...] = DEFAULT_SCORES,
 ) -> list[AppDecision]:
     """Decide every app in order; each decision sees the capacity the previous ones took."""
+    return list(iter_decisions(cluster=cluster, apps=apps, now=now, filters=filters, scores=scores))
+
+
+def iter_decisions(
+    *,
+    cluster: ClusterState,
+    apps: Iterable[AppRequest],
+    now: datetime,
+    filters: Sequence[Filter] = DEFAULT_FILTERS,
+    scores: tuple[tuple[Score, float], ...] = DEFAULT_SCORES,
+) -> Iterator[AppDecision]:
+    """`schedule_batch`, one decision at a time: lets a caller time each decision on its own."""
     prepared, ledger = _prepare(cluster)
-    decisions = []
     for app in apps:
         decision = _schedule_one(prepared, ledger, app, now, filters, scores)
         ledger.apply(app, decision)
-        decisions.append(decision)
-    return decisions
+        yield decision
 
 
 def schedule_app(

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Compile the example and bad guests into an output directory (no network needed).
+#   hack/examples/build.sh [OUT]     OUT defaults to ${SHOAL_CACHE:-$HOME/.cache/shoal}/examples
+# Idempotent: a guest is rebuilt only when its source is newer than its .wasm.
+# Needs clang + lld + wasi-libc + the wasm32 compiler-rt builtins (Debian: libclang-rt-14-dev-wasm32)
+# for C, wat2wasm (wabt) for WAT, and Go >= 1.21 for hello-go (skipped with a note if absent).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:-${SHOAL_CACHE:-$HOME/.cache/shoal}/examples}"
+mkdir -p "$out"
+
+stale() { # stale TARGET SOURCE...: true if TARGET is missing or older than any SOURCE
+  local target="$1"; shift
+  [[ -f "$target" ]] || return 0
+  local src
+  for src in "$@"; do [[ "$src" -nt "$target" ]] && return 0; done
+  return 1
+}
+
+build() { # build NAME TARGET CMD...: run CMD into a temp file, then move it into place
+  local name="$1" target="$2"; shift 2
+  local tmp="$target.tmp.$$"
+  echo "build  $name -> $target"
+  if "$@" -o "$tmp"; then mv -f "$tmp" "$target"; else rm -f "$tmp"; return 1; fi
+}
+
+sysroot=/usr
+[[ -d /usr/share/wasi-sysroot ]] && sysroot=/usr/share/wasi-sysroot
+cc() { clang --target=wasm32-wasi --sysroot="$sysroot" -O2 -Wl,--strip-all "$@"; }
+
+for name in hello-c job-c; do
+  src="$here/$name/main.c"; target="$out/$name.wasm"
+  if stale "$target" "$src"; then build "$name" "$target" cc "$src"; else echo "fresh  $name"; fi
+done
+
+for src in "$here/hello-wat/hello.wat" "$here"/bad/*.wat; do
+  name="$(basename "$src" .wat)"
+  [[ "$name" == hello ]] && name=hello-wat
+  target="$out/$name.wasm"
+  if stale "$target" "$src"; then build "$name" "$target" wat2wasm "$src"; else echo "fresh  $name"; fi
+done
+
+if stale "$out/not-wasm.wasm" "$here/bad/not-wasm.txt"; then
+  echo "copy   not-wasm -> $out/not-wasm.wasm"
+  cp "$here/bad/not-wasm.txt" "$out/not-wasm.wasm"
+else
+  echo "fresh  not-wasm"
+fi
+
+gobin="$(command -v go || true)"
+[[ -z "$gobin" && -x /usr/local/go/bin/go ]] && gobin=/usr/local/go/bin/go
+if [[ -n "$gobin" ]]; then
+  target="$out/hello-go.wasm"
+  if stale "$target" "$here/hello-go/main.go" "$here/hello-go/go.mod"; then
+    (cd "$here/hello-go" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+      build hello-go "$target" "$gobin" build -trimpath -ldflags=-s)
+  else
+    echo "fresh  hello-go"
+  fi
+else
+  echo "skip   hello-go (no go toolchain)"
+fi
+echo "done   $out"

@@ -1,0 +1,172 @@
+"""shoal-operator: elect a leader, warm the cache, then watch (kopf) and reconcile.
+
+Two replicas never fight: only the holder of the `shoal-operator` Lease watches and writes; the
+other waits to take over. Losing the Lease stops this replica (the Deployment restarts it as a
+standby), which is simpler and safer than trying to step down in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+
+import kopf
+from kubernetes_asyncio import client, config
+from prometheus_client import start_http_server
+
+from shoal_operator.cache import ClusterCache
+from shoal_operator.config import OperatorConfig
+from shoal_operator.handlers import register
+from shoal_operator.kube import Kube
+from shoal_operator.leader import LeaderElector
+from shoal_operator.metrics import OperatorMetrics
+from shoal_operator.reconciler import Reconciler
+from shoal_operator.resolver import DigestResolver
+from shoal_operator.warmup import warm_cache_with_retries
+
+logger = logging.getLogger("shoal_operator")
+
+
+async def api_client() -> client.ApiClient:
+    cfg = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    else:
+        await config.load_kube_config(client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
+    metrics = OperatorMetrics()
+    start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=metrics.registry)
+    logger.info("metrics on %s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
+    async with await api_client() as api:
+        elector = None
+        if cfg.leader_election:
+            elector = LeaderElector(
+                api, namespace=cfg.lease_namespace, name="shoal-operator", identity=cfg.identity
+            )
+            logger.info("waiting to lead (Lease %s/shoal-operator) as %s", cfg.lease_namespace, cfg.identity)
+            acquire = asyncio.ensure_future(elector.acquire())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                acquire.cancel()
+                return 0
+            stopping.cancel()
+            logger.info("became the leader")
+            metrics.leader.set(1)
+
+        cache = ClusterCache()
+        reconciler = Reconciler(
+            cache=cache,
+            kube=Kube(api, identity=cfg.identity),
+            resolver=DigestResolver(),
+            config=cfg,
+            metrics=metrics,
+        )
+        await warm_cache_with_retries(api, cache, agent_namespace=cfg.agent_namespace)
+        logger.info(
+            "cache warm: %d nodes, %d agents, %d apps, %d placements",
+            len(cache.nodes),
+            len(cache.agents),
+            len(cache.apps),
+            len(cache.placements),
+        )
+        reconciler.enqueue_all()
+
+        registry = kopf.OperatorRegistry()
+        register(registry, cache=cache, reconciler=reconciler, agent_namespace=cfg.agent_namespace)
+        settings = kopf.OperatorSettings()
+        settings.peering.standalone = True  # leadership is the Lease's job
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        kopf_stop = asyncio.Event()
+
+        tasks = [
+            asyncio.create_task(reconciler.run(), name="reconciler"),
+            asyncio.create_task(
+                kopf.operator(registry=registry, settings=settings, clusterwide=True, stop_flag=kopf_stop),
+                name="kopf",
+            ),
+            asyncio.create_task(stop.wait(), name="stop"),
+        ]
+        if elector is not None:
+            tasks.append(asyncio.create_task(elector.lost.wait(), name="leadership-lost"))
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        first = next(iter(done))
+        code = 0
+        if first.get_name() == "leadership-lost":
+            logger.error("lost the leader Lease; stopping so a standby can take over")
+            code = 1
+        elif first.get_name() == "kopf" and first.exception() is None:
+            pass  # kopf caught SIGTERM/SIGINT itself (it installs its own handlers): a graceful stop
+        elif first.get_name() != "stop":
+            logger.error("%s ended unexpectedly: %r", first.get_name(), first.exception())
+            code = 1
+        kopf_stop.set()
+        for task in tasks:
+            if task.get_name() != "kopf":
+                task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
+        if elector is not None:
+            await elector.release()
+            metrics.leader.set(0)
+        logger.info("stopped")
+        return code
+
+
+def parse_args(argv: list[str] | None) -> tuple[OperatorConfig, bool]:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="shoal-operator", description=__doc__)
+    parser.add_argument(
+        "--agent-namespace", default=env("SHOAL_AGENT_NAMESPACE", env("POD_NAMESPACE", "shoal-system"))
+    )
+    parser.add_argument("--lease-namespace", default=env("POD_NAMESPACE", "shoal-system"))
+    parser.add_argument("--identity", default=env("POD_NAME", f"{socket.gethostname()}-{os.getpid()}"))
+    parser.add_argument("--metrics-port", type=int, default=int(env("SHOAL_METRICS_PORT", "8080")))
+    parser.add_argument("--metrics-host", default=env("SHOAL_METRICS_HOST", "0.0.0.0"))
+    parser.add_argument("--no-leader-election", action="store_true", help="for a single replica")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    args = parser.parse_args(argv)
+    return (
+        OperatorConfig(
+            agent_namespace=args.agent_namespace,
+            lease_namespace=args.lease_namespace,
+            identity=args.identity,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+            leader_election=not args.no_leader_election,
+        ),
+        args.verbose,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, verbose = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+    async def _main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await run(cfg, stop=stop)
+
+    sys.exit(asyncio.run(_main()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The operator's view of the cluster, kept current by watch events.
+
+Each `apply_*` method takes one watch event and returns whether it changed anything that can
+move a scheduling decision, so the shell can requeue only what needs it. The cache holds plain
+projections, not whole objects, so a 200-node cluster with thousands of pods stays small.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from shoal_api import LABEL_APP, WasmApp, WasmPlacement
+from shoal_api.constants import AGENT_LEASE_PREFIX
+from shoal_api.quantity import parse_cpu_millicores, parse_memory_bytes
+from shoal_operator.podresources import counts_against_node, pod_requests
+from shoal_operator.scheduling import Node, Resources, Taint
+from shoal_operator.scheduling.model import NO_RESOURCES, TaintEffect
+
+LABEL_DEPENDENCY = "shoal.dev/dependency"
+
+PlacementKey = tuple[str, str]
+"""(namespace, name) of a WasmPlacement."""
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    node: str
+    renew_time: datetime | None = None
+    lease_duration_seconds: float = 15.0
+    capacity: Resources | None = None
+    """From the agent's WasmNode; None until the agent registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyPod:
+    node: str | None
+    ready: bool
+
+
+@dataclass(slots=True)
+class ClusterCache:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    agents: dict[str, AgentRecord] = field(default_factory=dict)
+    apps: dict[str, WasmApp] = field(default_factory=dict)
+    placements: dict[PlacementKey, WasmPlacement] = field(default_factory=dict)
+    placements_by_app: dict[str, set[PlacementKey]] = field(default_factory=lambda: defaultdict(set))
+    dependency_pods: dict[tuple[str, str, str], dict[str, DependencyPod]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    """(namespace, app, dependency) -> pod uid -> where it runs and whether it is Ready."""
+    _pods: dict[str, tuple[str, Resources]] = field(default_factory=dict)
+    _pod_requests: dict[str, Resources] = field(default_factory=dict)
+
+    # --- nodes & pods -------------------------------------------------------------------------
+
+    def apply_node(self, event: str, body: Mapping[str, Any]) -> bool:
+        name = body["metadata"]["name"]
+        if event == "DELETED":
+            return self.nodes.pop(name, None) is not None
+        node = node_from_body(body, pod_requests=self._pod_requests.get(name, NO_RESOURCES))
+        old = self.nodes.get(name)
+        self.nodes[name] = node
+        return old != node
+
+    def apply_pod(self, event: str, body: Mapping[str, Any]) -> tuple[bool, str | None]:
+        """Returns (node capacity changed, key of the app whose dependency pod this is)."""
+        meta = body["metadata"]
+        uid = meta["uid"]
+        labels = meta.get("labels") or {}
+        app_key = None
+        if LABEL_APP in labels and LABEL_DEPENDENCY in labels:
+            app_key = f"{meta['namespace']}/{labels[LABEL_APP]}"
+            dep_key = (meta["namespace"], labels[LABEL_APP], labels[LABEL_DEPENDENCY])
+            if event == "DELETED":
+                self.dependency_pods[dep_key].pop(uid, None)
+            else:
+                self.dependency_pods[dep_key][uid] = DependencyPod(
+                    node=(body.get("spec") or {}).get("nodeName"), ready=_pod_ready(body)
+                )
+
+        previous = self._pods.pop(uid, None)
+        current = None
+        if event != "DELETED" and counts_against_node(body):
+            current = (body["spec"]["nodeName"], pod_requests(body["spec"]))
+            self._pods[uid] = current
+        if previous == current:
+            return False, app_key
+        for entry, sign in ((previous, -1), (current, 1)):
+            if entry is None:
+                continue
+            node, req = entry
+            total = self._pod_requests.get(node, NO_RESOURCES)
+            self._pod_requests[node] = total + req if sign > 0 else total - req
+            if node in self.nodes:
+                self.nodes[node] = _with_pod_requests(self.nodes[node], self._pod_requests[node])
+        return True, app_key
+
+    # --- agents --------------------------------------------------------------------------------
+
+    def apply_lease(self, event: str, body: Mapping[str, Any]) -> bool:
+        """An agent heartbeat; returns True when an agent appeared or disappeared."""
+        name: str = body["metadata"]["name"]
+        if not name.startswith(AGENT_LEASE_PREFIX):
+            return False
+        spec = body.get("spec") or {}
+        node = spec.get("holderIdentity") or name.removeprefix(AGENT_LEASE_PREFIX)
+        if event == "DELETED":
+            record = self.agents.get(node)
+            if record is None:
+                return False
+            record.renew_time = None
+            return True
+        record = self.agents.setdefault(node, AgentRecord(node=node))
+        appeared = record.renew_time is None
+        record.renew_time = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+        record.lease_duration_seconds = float(spec.get("leaseDurationSeconds") or 15)
+        return appeared
+
+    def apply_wasmnode(self, event: str, body: Mapping[str, Any]) -> bool:
+        node = body["metadata"]["name"]
+        record = self.agents.setdefault(node, AgentRecord(node=node))
+        old = record.capacity
+        if event == "DELETED":
+            record.capacity = None
+        else:
+            cap = (body.get("spec") or {}).get("capacity") or {}
+            record.capacity = Resources(int(cap.get("cpuMillis", 0)), int(cap.get("memoryBytes", 0)))
+        return old != record.capacity
+
+    # --- shoal objects -------------------------------------------------------------------------
+
+    def apply_app(self, event: str, body: Mapping[str, Any]) -> tuple[str, bool]:
+        """Returns (app key, spec changed): status-only updates (ours) need no reconcile."""
+        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+        if event == "DELETED":
+            self.apps.pop(key, None)
+            return key, True
+        app = WasmApp.from_k8s(body)
+        old = self.apps.get(key)
+        self.apps[key] = app
+        changed = old is None or old.metadata.generation != app.metadata.generation
+        return key, changed
+
+    def apply_placement(self, event: str, body: Mapping[str, Any]) -> str:
+        """Returns the owning app's key."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event == "DELETED":
+            old = self.placements.pop(key, None)
+            app = old.spec.app if old else (meta.get("labels") or {}).get(LABEL_APP, "")
+            self.placements_by_app[f"{meta['namespace']}/{app}"].discard(key)
+            return f"{meta['namespace']}/{app}"
+        placement = WasmPlacement.from_k8s(body)
+        self.remember_placement(placement)
+        return f"{meta['namespace']}/{placement.spec.app}"
+
+    def remember_placement(self, placement: WasmPlacement) -> None:
+        """Also called right after we create one, so the next decision counts it before the watch
+        event arrives."""
+        ns, name = placement.metadata.namespace or "", placement.metadata.name or ""
+        self.placements[(ns, name)] = placement
+        self.placements_by_app[f"{ns}/{placement.spec.app}"].add((ns, name))
+
+    def forget_placement(self, namespace: str, name: str) -> None:
+        old = self.placements.pop((namespace, name), None)
+        if old is not None:
+            self.placements_by_app[f"{namespace}/{old.spec.app}"].discard((namespace, name))
+
+    def app_placements(self, app_key: str) -> list[WasmPlacement]:
+        return [
+            self.placements[k]
+            for k in sorted(self.placements_by_app.get(app_key, ()))
+            if k in self.placements
+        ]
+
+    def fresh_agents(self, now: datetime) -> frozenset[str]:
+        return frozenset(
+            a.node
+            for a in self.agents.values()
+            if a.renew_time is not None and (now - a.renew_time).total_seconds() <= a.lease_duration_seconds
+        )
+
+
+def node_from_body(body: Mapping[str, Any], *, pod_requests: Resources) -> Node:
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    allocatable = status.get("allocatable") or status.get("capacity") or {}
+    taints = tuple(
+        Taint(key=t["key"], value=t.get("value", "") or "", effect=_effect(t.get("effect")))
+        for t in spec.get("taints") or ()
+    )
+    return Node(
+        name=meta["name"],
+        labels=MappingProxyType(dict(meta.get("labels") or {})),
+        taints=taints,
+        ready=any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ()
+        ),
+        unschedulable=bool(spec.get("unschedulable")),
+        allocatable=Resources(
+            cpu_millis=parse_cpu_millicores(str(allocatable.get("cpu", "0"))),
+            memory_bytes=parse_memory_bytes(str(allocatable.get("memory", "0"))),
+        ),
+        pod_requests=pod_requests,
+    )
+
+
+def _effect(value: Any) -> TaintEffect:
+    return value if value in ("NoSchedule", "PreferNoSchedule", "NoExecute") else "NoSchedule"
+
+
+def _with_pod_requests(node: Node, requests: Resources) -> Node:
+    return Node(
+        name=node.name,
+        labels=node.labels,
+        taints=node.taints,
+        ready=node.ready,
+        unschedulable=node.unschedulable,
+        allocatable=node.allocatable,
+        pod_requests=requests,
+    )
+
+
+def _pod_ready(body: Mapping[str, Any]) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,23 @@
+"""Operator settings, from flags or the environment (the chart sets them as env)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    agent_namespace: str = "shoal-system"
+    """Where agents keep their heartbeat Leases (the chart's namespace)."""
+    lease_namespace: str = "shoal-system"
+    """Where the operator replicas elect their leader."""
+    leader_election: bool = True
+    identity: str = "shoal-operator"
+    metrics_port: int = 8080
+    metrics_host: str = "0.0.0.0"
+    resync_seconds: float = 30.0
+    """Every app is reconciled at least this often, whatever the watches said."""
+    tick_seconds: float = 1.0
+    """How often agent heartbeats are checked for expiry (a Lease expires silently: no event)."""
+    write_concurrency: int = 32
+    """API writes in flight at once while applying a batch of decisions."""

@@ -1,0 +1,153 @@
+"""The operator's writes to the Kubernetes API: a thin, typed shell over kubernetes_asyncio.
+
+Reads come from watches (the cache); this module only writes, and a handful of point reads
+(Secrets) that are not worth watching cluster-wide.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from shoal_api import GROUP, VERSION, WASMAPP_PLURAL, WASMPLACEMENT_PLURAL
+
+logger = logging.getLogger(__name__)
+
+JSON_PATCH = "application/json-patch+json"
+COMPONENT = "shoal-operator"
+
+
+class Kube:
+    """Writes for one API client; every method is safe to retry."""
+
+    def __init__(self, api: client.ApiClient, *, identity: str) -> None:
+        self.api = api
+        # The generated clients' stubs do not know `_content_type` and want model objects where
+        # the API takes plain dicts just as well; this shell is where that looseness stays.
+        self.custom: Any = client.CustomObjectsApi(api)
+        self.core: Any = client.CoreV1Api(api)
+        self.apps: Any = client.AppsV1Api(api)
+        self.identity = identity
+
+    # --- WasmPlacements -------------------------------------------------------------------------
+
+    async def create_placement(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = await self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, WASMPLACEMENT_PLURAL, dict(body)
+        )
+        return created
+
+    async def replace_placement_spec(self, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
+        await self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            WASMPLACEMENT_PLURAL,
+            name,
+            [{"op": "replace", "path": "/spec", "value": dict(spec)}],
+            _content_type=JSON_PATCH,
+        )
+
+    async def delete_placement(self, namespace: str, name: str) -> None:
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, WASMPLACEMENT_PLURAL, name
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    # --- WasmApp status -------------------------------------------------------------------------
+
+    async def write_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                WASMAPP_PLURAL,
+                name,
+                [{"op": "add", "path": "/status", "value": dict(status)}],
+                _content_type=JSON_PATCH,
+            )
+        except ApiException as e:
+            if e.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    # --- Events -----------------------------------------------------------------------------------
+
+    async def event(self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on `obj`, which `kubectl describe` shows. Failures are logged, never raised:
+        an event is never worth failing a reconcile for."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.identity,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as e:
+            logger.warning(
+                "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason
+            )
+
+    # --- Secrets and dependency objects -----------------------------------------------------------
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def read_pull_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        data = await self.read_secret(namespace, name)
+        if data is None or ".dockerconfigjson" not in data:
+            return None
+        parsed: dict[str, Any] = json.loads(data[".dockerconfigjson"])
+        return parsed
+
+    async def create_if_absent(self, body: Mapping[str, Any]) -> bool:
+        """Create a core or apps object unless it exists; True when created."""
+        kind, namespace = body["kind"], body["metadata"]["namespace"]
+        create = {
+            "StatefulSet": self.apps.create_namespaced_stateful_set,
+            "Service": self.core.create_namespaced_service,
+            "Secret": self.core.create_namespaced_secret,
+            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+        }[kind]
+        try:
+            await create(namespace, dict(body))
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True

@@ -1,0 +1,391 @@
+"""The reconcile loop: a queue of app keys, drained in batches, each batch decided by the pure core.
+
+Why one worker and batches: the scheduler must see every placement it just decided before making
+the next decision, or two apps could both take a node's last free memory. Deciding a whole batch
+with `schedule_batch` on one snapshot keeps decisions consistent; the slow part, the API writes,
+then runs concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from shoal_api import WasmApp, WasmPlacement
+from shoal_api.meta import ObjectMeta, OwnerReference
+from shoal_api.naming import placement_labels, placement_name
+from shoal_api.wasmplacement import DependencyEndpoint
+from shoal_operator import adapt
+from shoal_operator.cache import ClusterCache
+from shoal_operator.config import OperatorConfig
+from shoal_operator.dependencies import dependency_endpoints, generate_password, render_dependency
+from shoal_operator.kube import Kube
+from shoal_operator.metrics import OperatorMetrics
+from shoal_operator.resolver import DigestResolver, ResolveError
+from shoal_operator.scheduling import AppDecision, diff_placements, iter_decisions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """What an app needs before it can be scheduled, worked out once per generation."""
+
+    generation: int
+    digest: str | None = None
+    endpoints: list[DependencyEndpoint] = field(default_factory=list)
+    problem: tuple[str, str] | None = None
+    """(reason, message) when the spec cannot be acted on."""
+
+
+@dataclass
+class Reconciler:
+    cache: ClusterCache
+    kube: Kube
+    resolver: DigestResolver
+    config: OperatorConfig = field(default_factory=OperatorConfig)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    _pending: set[str] = field(default_factory=set)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _prepared: dict[str, Prepared] = field(default_factory=dict)
+    _retry_delay: dict[str, float] = field(default_factory=dict)
+    _generation_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _last_message: dict[str, str] = field(default_factory=dict)
+    _fresh_agents: frozenset[str] = frozenset()
+
+    # --- queueing -------------------------------------------------------------------------------
+
+    def enqueue(self, key: str) -> None:
+        self._pending.add(key)
+        self._wake.set()
+
+    def enqueue_all(self) -> None:
+        for key in self.cache.apps:
+            self._pending.add(key)
+        self._wake.set()
+
+    def enqueue_affected_by_nodes(self, nodes: frozenset[str] | None = None) -> None:
+        """Apps with a placement on one of `nodes` (all nodes when None) or replicas still missing."""
+        for key, app in self.cache.apps.items():
+            status = app.status
+            if (
+                status is None
+                or status.replicas < app.spec.replicas
+                or status.ready_replicas < app.spec.replicas
+            ):
+                self._pending.add(key)
+                continue
+            if nodes is None or any(p.spec.node_name in nodes for p in self.cache.app_placements(key)):
+                self._pending.add(key)
+        self._wake.set()
+
+    def generation_seen(self, key: str, generation: int) -> None:
+        if self._generation_seen.get(key, (None, 0.0))[0] != generation:
+            self._generation_seen[key] = (generation, time.monotonic())
+
+    def _retry_later(self, key: str) -> None:
+        delay = min(60.0, self._retry_delay.get(key, 0.5) * 2)
+        self._retry_delay[key] = delay
+        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drain the queue forever; tick to notice expired heartbeats; resync everything now and then."""
+        last_resync = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.tick_seconds)
+            self._wake.clear()
+            self._check_agents()
+            if time.monotonic() - last_resync > self.config.resync_seconds:
+                last_resync = time.monotonic()
+                self.enqueue_all()
+                self._wake.clear()
+            if not self._pending:
+                continue
+            batch, self._pending = self._pending, set()
+            try:
+                await self.reconcile_batch(sorted(batch))
+            except Exception:  # keep serving: a bug on one batch must not stop the operator
+                logger.exception("reconcile of %d app(s) failed; retrying", len(batch))
+                self.metrics.reconcile_errors.labels(reason="batch").inc()
+                for key in batch:
+                    self._retry_later(key)
+
+    def _check_agents(self) -> None:
+        fresh = self.cache.fresh_agents(self.clock())
+        if fresh != self._fresh_agents:
+            changed = fresh.symmetric_difference(self._fresh_agents)
+            lost = self._fresh_agents - fresh
+            if lost:
+                logger.info("agent heartbeat expired on %s: rescheduling their placements", sorted(lost))
+            self._fresh_agents = fresh
+            self.enqueue_affected_by_nodes(frozenset(changed))
+
+    # --- one batch ------------------------------------------------------------------------------
+
+    async def reconcile_batch(self, keys: list[str]) -> None:
+        started = time.monotonic()
+        apps = [self.cache.apps[k] for k in keys if k in self.cache.apps]
+        for key in keys:
+            if key not in self.cache.apps:
+                self._forget(key)
+        if not apps:
+            return
+        prepared = await asyncio.gather(*(self._prepare(app) for app in apps))
+
+        now = self.clock()
+        self._fresh_agents = self.cache.fresh_agents(now)
+        ready_to_place = [
+            (a, p) for a, p in zip(apps, prepared, strict=True) if p.problem is None and p.digest
+        ]
+        requests = [
+            adapt.app_request(app, dependency_nodes=adapt.dependency_nodes(self.cache, app))
+            for app, _ in ready_to_place
+        ]
+        decisions: list[AppDecision] = []
+        pending = iter_decisions(cluster=adapt.cluster_state(self.cache, now=now), apps=requests, now=now)
+        while True:
+            decide_start = time.perf_counter()
+            decision = next(pending, None)
+            if decision is None:
+                break
+            self.metrics.decision_seconds.observe(time.perf_counter() - decide_start)
+            decisions.append(decision)
+        by_key: dict[str, AppDecision] = {d.app: d for d in decisions}
+
+        gate = asyncio.Semaphore(self.config.write_concurrency)
+
+        async def one(app: WasmApp, prep: Prepared) -> None:
+            async with gate:
+                try:
+                    await self._apply(app, prep, by_key.get(app.key))
+                except ApiException as e:
+                    logger.warning("reconcile of %s failed: %s %s; retrying", app.key, e.status, e.reason)
+                    self.metrics.reconcile_errors.labels(reason="api").inc()
+                    self._retry_later(app.key)
+
+        await asyncio.gather(*(one(a, p) for a, p in zip(apps, prepared, strict=True)))
+        self.metrics.apps.set(len(self.cache.apps))
+        self.metrics.unschedulable.set(sum(not d.fully_scheduled for d in decisions))
+        per_node: dict[str, int] = {n: 0 for n in self.cache.nodes}
+        for p in self.cache.placements.values():
+            per_node[p.spec.node_name] = per_node.get(p.spec.node_name, 0) + 1
+        for node, count in per_node.items():
+            self.metrics.placements.labels(node=node).set(count)
+        self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    def _forget(self, key: str) -> None:
+        for store in (self._prepared, self._retry_delay, self._generation_seen, self._last_message):
+            store.pop(key, None)
+
+    # --- before scheduling: validate, provide dependencies, pin the digest ------------------------
+
+    async def _prepare(self, app: WasmApp) -> Prepared:
+        generation = app.metadata.generation or 0
+        cached = self._prepared.get(app.key)
+        if cached is not None and cached.generation == generation and cached.problem is None:
+            return cached
+        prep = Prepared(generation=generation)
+        ns = app.metadata.namespace or ""
+        try:
+            prep.problem = await self._validate(app)
+            if prep.problem is None:
+                await self._ensure_dependencies(app)
+                prep.endpoints = dependency_endpoints(app, namespace=ns)
+                prep.digest = await self._resolve_digest(app)
+        except ResolveError as e:
+            prep.problem = ("ModuleUnavailable", str(e))
+        if prep.problem is not None:
+            if self._last_message.get(f"problem:{app.key}") != prep.problem[1]:
+                self._last_message[f"problem:{app.key}"] = prep.problem[1]
+                await self.kube.event(
+                    app.to_k8s(), type_="Warning", reason=prep.problem[0], message=prep.problem[1]
+                )
+            self._retry_later(app.key)
+        else:
+            self._retry_delay.pop(app.key, None)
+            self._last_message.pop(f"problem:{app.key}", None)
+        self._prepared[app.key] = prep
+        return prep
+
+    async def _validate(self, app: WasmApp) -> tuple[str, str] | None:
+        """What the schema cannot check: references to other objects."""
+        ns = app.metadata.namespace or ""
+        for env in app.spec.env:
+            ref = env.value_from.secret_key_ref if env.value_from else None
+            if ref is None:
+                continue
+            data = await self.kube.read_secret(ns, ref.name)
+            if data is None:
+                return "SecretNotFound", f"env {env.name}: Secret {ns}/{ref.name} does not exist"
+            if ref.key not in data:
+                return "SecretKeyNotFound", f"env {env.name}: Secret {ns}/{ref.name} has no key {ref.key!r}"
+        for secret in app.spec.module.image_pull_secrets:
+            if await self.kube.read_pull_secret(ns, secret.name) is None:
+                return (
+                    "PullSecretNotFound",
+                    f"imagePullSecrets: Secret {ns}/{secret.name} is missing or not a dockerconfigjson",
+                )
+        return None
+
+    async def _ensure_dependencies(self, app: WasmApp) -> None:
+        for dep in app.spec.dependencies:
+            if dep.service_ref is not None:
+                continue
+            password = generate_password() if dep.mysql is not None else None
+            for body in render_dependency(app, dep, password=password).all():
+                if await self.kube.create_if_absent(body):
+                    await self.kube.event(
+                        app.to_k8s(),
+                        type_="Normal",
+                        reason="DependencyCreated",
+                        message=f"created {body['kind']} {body['metadata']['name']} for {dep.name}",
+                    )
+
+    async def _resolve_digest(self, app: WasmApp) -> str:
+        image = app.spec.module.image
+        if "@sha256:" in image:
+            return image.split("@", 1)[1]
+        ns = app.metadata.namespace or ""
+        secrets = []
+        for ref in app.spec.module.image_pull_secrets:
+            secret = await self.kube.read_pull_secret(ns, ref.name)
+            if secret is not None:
+                secrets.append(secret)
+        digest = await self.resolver.resolve(image, secrets)
+        await self.kube.event(
+            app.to_k8s(), type_="Normal", reason="Resolved", message=f"module {image} resolved to {digest}"
+        )
+        return digest
+
+    # --- after scheduling: write placements and status --------------------------------------------
+
+    async def _apply(self, app: WasmApp, prep: Prepared, decision: AppDecision | None) -> None:
+        ns, name = app.metadata.namespace or "", app.metadata.name or ""
+        placements = self.cache.app_placements(app.key)
+        if decision is not None and prep.digest is not None:
+            await self._converge(app, prep, decision, placements)
+            placements = self.cache.app_placements(app.key)
+            if decision.fully_scheduled:
+                seen = self._generation_seen.pop(app.key, None)
+                if seen is not None:
+                    self.metrics.scheduling_latency.observe(time.monotonic() - seen[1])
+            message = decision.message or ""
+            if message and self._last_message.get(app.key) != message:
+                await self.kube.event(
+                    app.to_k8s(), type_="Warning", reason="FailedScheduling", message=message
+                )
+            self._last_message[app.key] = message
+
+        dep_pods = {
+            dep.name: self.cache.dependency_pods.get((ns, name, dep.name), {})
+            for dep in app.spec.dependencies
+        }
+        status = adapt.app_status(
+            app,
+            placements=placements,
+            fresh_agents=self._fresh_agents,
+            decision=decision,
+            digest=prep.digest or (app.status.resolved_digest if app.status else None),
+            dependencies=adapt.dependencies_condition(app, dep_pods),
+            problem=prep.problem,
+            now=self.clock(),
+        )
+        new = status.to_dict()
+        old = app.status.to_dict() if app.status else None
+        if new != old:
+            await self.kube.write_app_status(ns, name, new)
+            app.status = status  # our own write: the watch event will say the same
+
+    async def _converge(
+        self, app: WasmApp, prep: Prepared, decision: AppDecision, placements: list[WasmPlacement]
+    ) -> None:
+        assert prep.digest is not None
+        ns = app.metadata.namespace or ""
+        specs = {
+            node: adapt.placement_spec(app, node=node, digest=prep.digest, dependencies=prep.endpoints)
+            for node in decision.nodes
+        }
+        template_hash = next(iter(specs.values())).template_hash if specs else ""
+        actions = diff_placements(
+            desired_nodes=decision.nodes,
+            template_hash=template_hash,
+            actual=adapt.actual_placements(placements, fresh_agents=self._fresh_agents),
+            replicas=app.spec.replicas,
+            max_unavailable=app.spec.rollout.resolve_max_unavailable(replicas=app.spec.replicas),
+        )
+        owner = OwnerReference(
+            api_version=app.api_version,
+            kind=app.kind,
+            name=app.metadata.name or "",
+            uid=app.metadata.uid or "",
+            controller=True,
+            block_owner_deletion=True,
+        )
+        for node in actions.create:
+            placement = WasmPlacement(
+                metadata=ObjectMeta(
+                    name=placement_name(app=app.metadata.name or "", node=node),
+                    namespace=ns,
+                    labels=placement_labels(app=app.metadata.name or "", node=node),
+                    owner_references=[owner],
+                ),
+                spec=specs[node],
+            )
+            try:
+                created = await self.kube.create_placement(ns, placement.to_k8s())
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                continue  # already there: the watch will tell us about it
+            self.cache.remember_placement(WasmPlacement.from_k8s(created))
+        for old in actions.update:
+            spec = specs[old.node]
+            await self.kube.replace_placement_spec(ns, old.name, spec.to_dict())
+            current = self.cache.placements.get((ns, old.name))
+            if current is not None:
+                self.cache.remember_placement(current.model_copy(update={"spec": spec}))
+        for old in actions.delete:
+            await self.kube.delete_placement(ns, old.name)
+            self.cache.forget_placement(ns, old.name)
+
+        if actions.create:
+            await self.kube.event(
+                app.to_k8s(),
+                type_="Normal",
+                reason="Scheduled",
+                message=f"placed on {', '.join(actions.create)}",
+            )
+        if actions.delete:
+            await self.kube.event(
+                app.to_k8s(),
+                type_="Normal",
+                reason="Descheduled",
+                message=f"removed from {', '.join(sorted(p.node for p in actions.delete))}",
+            )
+        if actions.update:
+            await self.kube.event(
+                app.to_k8s(),
+                type_="Normal",
+                reason="RollingUpdate",
+                message=f"updating {', '.join(sorted(p.node for p in actions.update))}"
+                + (f" ({actions.held_back} held back by maxUnavailable)" if actions.held_back else ""),
+            )
+        if actions.held_back or actions.waiting_for_termination:
+            self._retry_later(app.key)
+
+
+def owner_body(app: WasmApp) -> dict[str, Any]:
+    return app.to_k8s()

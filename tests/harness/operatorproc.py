@@ -1,0 +1,63 @@
+"""Run shoal-operator as a real process against the local control plane, stopped by PID."""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from localcluster.processes import Proc, free_port, spawn, stop, wait_until
+from tests.harness.fakeagents import AGENT_NAMESPACE
+
+
+class OperatorProcess:
+    def __init__(
+        self, *, kubeconfig: Path, workdir: Path, identity: str, extra_env: dict[str, str] | None = None
+    ):
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.identity = identity
+        self.metrics_port = free_port()
+        self.extra_env = extra_env or {}
+        self.proc: Proc | None = None
+
+    def start(self) -> None:
+        self.proc = spawn(
+            f"operator-{self.identity}",
+            [
+                sys.executable,
+                "-m",
+                "shoal_operator",
+                f"--agent-namespace={AGENT_NAMESPACE}",
+                f"--lease-namespace={AGENT_NAMESPACE}",
+                f"--identity={self.identity}",
+                f"--metrics-port={self.metrics_port}",
+                "--metrics-host=127.0.0.1",
+            ],
+            log_dir=self.workdir,
+            env={"KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.extra_env},
+        )
+        wait_until(self._metrics_up, what=f"{self.identity} metrics endpoint", timeout=30, proc=self.proc)
+
+    def _metrics_up(self) -> bool:
+        try:
+            self.metrics()
+            return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def is_leader(self) -> bool:
+        return "shoal_operator_leader 1.0" in self.metrics()
+
+    def log(self) -> str:
+        return Path(self.proc.log).read_text(errors="replace") if self.proc else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=15)
+            self.proc = None

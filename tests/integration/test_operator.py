@@ -1,0 +1,333 @@
+"""The operator against a real control plane with kwok Nodes: placements, heartbeats, cordons,
+`kubectl scale`, node capacity taken by pods, deletion, and two replicas that must not fight.
+
+Agents are simulated (tests/harness/fakeagents.py): they write WasmNodes, heartbeat Leases and
+placement statuses exactly like the real agent, which the operator cannot tell apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from localcluster.controlplane import ControlPlane
+from localcluster.registry import Registry
+from localcluster.tools import tool
+from shoal_agent.oci import push_wasm
+from tests.harness.fakeagents import LEASE_SECONDS, FakeAgents
+from tests.harness.kubehttp import KubeHttp
+from tests.harness.operatorproc import OperatorProcess
+
+pytestmark = pytest.mark.integration
+
+EMPTY_MODULE = b"\0asm\x01\0\0\0"
+GROUP, VERSION = "shoal.dev", "v1alpha1"
+
+
+@pytest.fixture(scope="session")
+def fake_agents(control_plane: ControlPlane, shoal_crds: Path) -> Iterator[FakeAgents]:
+    agents = FakeAgents(KubeHttp(control_plane), control_plane.node_names())
+    agents.start()
+    try:
+        yield agents
+    finally:
+        agents.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: ControlPlane, fake_agents: FakeAgents, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        kubeconfig=control_plane.kubeconfig, workdir=tmp_path_factory.mktemp("operator"), identity="op-a"
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def module_image(oci_registry: Registry) -> str:
+    ref = f"{oci_registry.address}/tests/empty:v1"
+    push_wasm(ref, EMPTY_MODULE)
+    return ref
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
+    done = subprocess.run(
+        [tool("kubectl"), f"--kubeconfig={kubeconfig}", *args], input=input, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def apply_app(kubeconfig: Path, namespace: str, name: str, image: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WasmApp",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"module": {"image": image}, "trigger": {"http": {"path": f"/{name}"}}} | spec,
+    }
+    kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(body))
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 30, what: str) -> Any:
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    pytest.fail(f"timed out after {within}s waiting for {what} (last: {last!r})")
+
+
+class Shoal:
+    """Reads of shoal objects in one namespace."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+
+    async def placements(self, app: str | None = None) -> list[dict[str, Any]]:
+        selector = f"shoal.dev/app={app}" if app else ""
+        listing = await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "wasmplacements", label_selector=selector
+        )
+        return [p for p in listing["items"] if not p["metadata"].get("deletionTimestamp")]
+
+    async def nodes_of(self, app: str) -> list[str]:
+        return sorted(p["spec"]["nodeName"] for p in await self.placements(app))
+
+    async def app(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "wasmapps", name
+        )
+        return body
+
+    async def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        conditions = ((await self.app(name)).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), None)
+
+
+@pytest.fixture
+def shoal(api: client.ApiClient, namespace: str, operator: OperatorProcess) -> Shoal:
+    return Shoal(api, namespace)
+
+
+async def test_three_replicas_land_on_three_nodes_and_report_ready(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str
+) -> None:
+    apply_app(kubeconfig, namespace, "web", module_image, replicas=3)
+
+    async def three() -> list[str]:
+        nodes = await shoal.nodes_of("web")
+        return nodes if len(nodes) == 3 else []
+
+    nodes = await eventually(three, what="3 placements")
+    assert nodes == ["node-1", "node-2", "node-3"]
+
+    async def ready() -> bool:
+        cond = await shoal.condition("web", "Ready")
+        return bool(cond and cond["status"] == "True")
+
+    await eventually(ready, what="Ready=True")
+    app = await shoal.app("web")
+    status = app["status"]
+    assert status["readyReplicas"] == 3 and status["readySummary"] == "3/3"
+    assert status["resolvedDigest"].startswith("sha256:")
+    assert status["selector"] == "shoal.dev/app=web"
+    placement = (await shoal.placements("web"))[0]
+    assert placement["spec"]["module"]["digest"] == status["resolvedDigest"]
+    assert placement["metadata"]["ownerReferences"][0]["name"] == "web"
+    printed = kubectl(kubeconfig, "-n", namespace, "get", "wasm", "web")
+    assert "3/3" in printed and "http /web" in printed
+
+    placements_before = {
+        p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in await shoal.placements()
+    }
+    await asyncio.sleep(3)  # a few ticks and resyncs of a settled app must move nothing
+    placements_after = {
+        p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in await shoal.placements()
+    }
+    assert placements_before == placements_after
+
+
+async def test_lost_heartbeat_moves_the_placement_within_the_lease(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str, fake_agents: FakeAgents
+) -> None:
+    apply_app(kubeconfig, namespace, "mover", module_image, replicas=2)
+
+    async def two() -> list[str]:
+        nodes = await shoal.nodes_of("mover")
+        return nodes if len(nodes) == 2 else []
+
+    before = await eventually(two, what="2 placements")
+    victim = before[0]
+    fake_agents.alive.discard(victim)
+    try:
+        started = time.monotonic()
+
+        async def moved() -> list[str]:
+            nodes = await shoal.nodes_of("mover")
+            return nodes if len(nodes) == 2 and victim not in nodes else []
+
+        after = await eventually(moved, within=LEASE_SECONDS + 15, what=f"the placement to leave {victim}")
+        elapsed = time.monotonic() - started
+        assert victim not in after
+        assert elapsed < LEASE_SECONDS + 10, elapsed
+    finally:
+        fake_agents.alive.add(victim)
+
+
+async def test_cordoned_node_is_left(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str
+) -> None:
+    apply_app(kubeconfig, namespace, "cordoned", module_image, replicas=2)
+
+    async def two() -> list[str]:
+        nodes = await shoal.nodes_of("cordoned")
+        return nodes if len(nodes) == 2 else []
+
+    victim = (await eventually(two, what="2 placements"))[0]
+    kubectl(kubeconfig, "cordon", victim)
+    try:
+
+        async def left() -> list[str]:
+            nodes = await shoal.nodes_of("cordoned")
+            return nodes if len(nodes) == 2 and victim not in nodes else []
+
+        await eventually(left, what=f"placements to leave cordoned {victim}")
+    finally:
+        kubectl(kubeconfig, "uncordon", victim)
+
+
+async def test_kubectl_scale_changes_placements(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str
+) -> None:
+    apply_app(kubeconfig, namespace, "scaled", module_image, replicas=1)
+
+    async def count(n: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return len(await shoal.nodes_of("scaled")) == n
+
+        return check
+
+    await eventually(await count(1), what="1 placement")
+    kubectl(kubeconfig, "-n", namespace, "scale", "wasmapp/scaled", "--replicas=3")
+    await eventually(await count(3), what="3 placements after kubectl scale")
+    kubectl(kubeconfig, "-n", namespace, "scale", "wasmapp/scaled", "--replicas=0")
+    await eventually(await count(0), what="no placement after scaling to 0")
+
+
+async def test_node_full_of_pods_gets_no_placement(
+    shoal: Shoal, api: client.ApiClient, kubeconfig: Path, namespace: str, module_image: str
+) -> None:
+    core = client.CoreV1Api(api)
+    # node-3 offers 16Gi; a pod bound to it directly takes 15.99Gi of it.
+    hog = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="hog"),
+        spec=client.V1PodSpec(
+            node_name="node-3",
+            containers=[
+                client.V1Container(
+                    name="hog",
+                    image="registry.invalid/hog:1",
+                    resources=client.V1ResourceRequirements(requests={"memory": "16374Mi"}),
+                )
+            ],
+        ),
+    )
+    await core.create_namespaced_pod(namespace, hog)
+    apply_app(
+        kubeconfig,
+        namespace,
+        "big",
+        module_image,
+        replicas=3,
+        resources={"requests": {"memory": "64Mi", "cpu": "10m"}},
+    )
+
+    async def unschedulable() -> dict[str, Any] | None:
+        cond = await shoal.condition("big", "Scheduled")
+        return cond if cond and cond["status"] == "False" else None
+
+    cond = await eventually(unschedulable, what="Scheduled=False")
+    assert "node-3" not in await shoal.nodes_of("big")
+    assert len(await shoal.nodes_of("big")) == 2
+    assert "memory" in cond["message"].lower(), cond["message"]
+    events = await core.list_namespaced_event(namespace, field_selector="involvedObject.name=big")
+    assert any(e.reason == "FailedScheduling" and "memory" in e.message.lower() for e in events.items)
+
+    await core.delete_namespaced_pod("hog", namespace, grace_period_seconds=0)
+
+    async def three() -> bool:
+        return len(await shoal.nodes_of("big")) == 3
+
+    await eventually(three, what="the third replica once the pod is gone")
+
+
+async def test_deleting_the_app_removes_its_placements(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str
+) -> None:
+    apply_app(kubeconfig, namespace, "doomed", module_image, replicas=2)
+
+    async def two() -> bool:
+        return len(await shoal.nodes_of("doomed")) == 2
+
+    await eventually(two, what="2 placements")
+    kubectl(kubeconfig, "-n", namespace, "delete", "wasmapp", "doomed", "--wait=true")
+
+    async def none_left() -> bool:
+        return not await shoal.placements("doomed")
+
+    await eventually(none_left, what="the garbage collector to remove the placements")
+
+
+async def test_unresolvable_module_is_reported_and_others_keep_working(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str, oci_registry: Registry
+) -> None:
+    apply_app(kubeconfig, namespace, "missing", f"{oci_registry.address}/tests/nope:v9", replicas=1)
+    apply_app(kubeconfig, namespace, "fine", module_image, replicas=1)
+
+    async def degraded() -> dict[str, Any] | None:
+        cond = await shoal.condition("missing", "Degraded")
+        return cond if cond and cond["status"] == "True" else None
+
+    cond = await eventually(degraded, what="Degraded=True on the app whose module does not exist")
+    assert cond["reason"] == "ModuleUnavailable" and "nope:v9" in cond["message"]
+
+    async def fine_placed() -> bool:
+        return len(await shoal.nodes_of("fine")) == 1
+
+    await eventually(fine_placed, what="the other app to be placed")
+    assert await shoal.placements("missing") == []
+
+
+async def test_missing_secret_becomes_a_condition(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str
+) -> None:
+    apply_app(
+        kubeconfig,
+        namespace,
+        "secretive",
+        module_image,
+        env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "token"}}}],
+    )
+
+    async def reported() -> dict[str, Any] | None:
+        cond = await shoal.condition("secretive", "Scheduled")
+        return cond if cond and cond["reason"] == "SecretNotFound" else None
+
+    cond = await eventually(reported, what="Scheduled=False/SecretNotFound")
+    assert "absent" in cond["message"]
