@@ -34,6 +34,8 @@ class AgentRecord:
     lease_duration_seconds: float = 15.0
     capacity: Resources | None = None
     """From the agent's WasmNode; None until the agent registered."""
+    endpoint: tuple[str, int] | None = None
+    """(host, port) where the agent serves HTTP triggers, from its WasmNode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +126,16 @@ class ClusterCache:
     def apply_wasmnode(self, event: str, body: Mapping[str, Any]) -> bool:
         node = body["metadata"]["name"]
         record = self.agents.setdefault(node, AgentRecord(node=node))
-        old = record.capacity
+        old = (record.capacity, record.endpoint)
         if event == "DELETED":
-            record.capacity = None
+            record.capacity, record.endpoint = None, None
         else:
-            cap = (body.get("spec") or {}).get("capacity") or {}
+            spec = body.get("spec") or {}
+            cap = spec.get("capacity") or {}
             record.capacity = Resources(int(cap.get("cpuMillis", 0)), int(cap.get("memoryBytes", 0)))
-        return old != record.capacity
+            endpoint = spec.get("endpoint")
+            record.endpoint = (str(endpoint["host"]), int(endpoint["port"])) if endpoint else None
+        return old != (record.capacity, record.endpoint)
 
     # --- shoal objects -------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ from shoal_api import GROUP, VERSION, WASMAPP_PLURAL, WASMPLACEMENT_PLURAL
 logger = logging.getLogger(__name__)
 
 JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+FIELD_MANAGER = "shoal-operator"
 COMPONENT = "shoal-operator"
 
 
@@ -35,6 +37,7 @@ class Kube:
         self.custom: Any = client.CustomObjectsApi(api)
         self.core: Any = client.CoreV1Api(api)
         self.apps: Any = client.AppsV1Api(api)
+        self.discovery: Any = client.DiscoveryV1Api(api)
         self.identity = identity
 
     # --- WasmPlacements -------------------------------------------------------------------------
@@ -151,3 +154,33 @@ class Kube:
                 return False
             raise
         return True
+
+    async def apply(self, body: Mapping[str, Any]) -> None:
+        """Server-side apply of a Service or EndpointSlice we own (field manager shoal-operator)."""
+        kind, meta = body["kind"], body["metadata"]
+        patch = {
+            "Service": self.core.patch_namespaced_service,
+            "EndpointSlice": self.discovery.patch_namespaced_endpoint_slice,
+        }[kind]
+        await patch(
+            meta["name"],
+            meta["namespace"],
+            dict(body),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY_PATCH,
+        )
+
+    async def prune_endpoint_slices(self, namespace: str, service: str, *, keep: set[str]) -> None:
+        """Delete our slices of `service` that are no longer wanted (an agent port went away)."""
+        listing = await self.discovery.list_namespaced_endpoint_slice(
+            namespace,
+            label_selector=f"kubernetes.io/service-name={service},endpointslice.kubernetes.io/managed-by=operator.shoal.dev",
+        )
+        for item in listing.items:
+            if item.metadata.name not in keep:
+                try:
+                    await self.discovery.delete_namespaced_endpoint_slice(item.metadata.name, namespace)
+                except ApiException as e:
+                    if e.status != 404:
+                        raise

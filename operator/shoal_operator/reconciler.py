@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from shoal_api import WasmApp, WasmPlacement
 from shoal_api.meta import ObjectMeta, OwnerReference
 from shoal_api.naming import placement_labels, placement_name
 from shoal_api.wasmplacement import DependencyEndpoint
-from shoal_operator import adapt
+from shoal_operator import adapt, endpoints
 from shoal_operator.cache import ClusterCache
 from shoal_operator.config import OperatorConfig
 from shoal_operator.dependencies import dependency_endpoints, generate_password, render_dependency
@@ -62,6 +63,8 @@ class Reconciler:
     _generation_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
     _last_message: dict[str, str] = field(default_factory=dict)
     _fresh_agents: frozenset[str] = frozenset()
+    _published: dict[str, str] = field(default_factory=dict)
+    """App key -> the Service/EndpointSlices last written, so unchanged ones are not rewritten."""
 
     # --- queueing -------------------------------------------------------------------------------
 
@@ -172,7 +175,13 @@ class Reconciler:
                 try:
                     await self._apply(app, prep, by_key.get(app.key))
                 except ApiException as e:
-                    logger.warning("reconcile of %s failed: %s %s; retrying", app.key, e.status, e.reason)
+                    logger.warning(
+                        "reconcile of %s failed: %s %s: %s; retrying",
+                        app.key,
+                        e.status,
+                        e.reason,
+                        api_message(e),
+                    )
                     self.metrics.reconcile_errors.labels(reason="api").inc()
                     self._retry_later(app.key)
 
@@ -187,7 +196,13 @@ class Reconciler:
         self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
     def _forget(self, key: str) -> None:
-        for store in (self._prepared, self._retry_delay, self._generation_seen, self._last_message):
+        for store in (
+            self._prepared,
+            self._retry_delay,
+            self._generation_seen,
+            self._last_message,
+            self._published,
+        ):
             store.pop(key, None)
 
     # --- before scheduling: validate, provide dependencies, pin the digest ------------------------
@@ -308,6 +323,29 @@ class Reconciler:
         if new != old:
             await self.kube.write_app_status(ns, name, new)
             app.status = status  # our own write: the watch event will say the same
+        if app.spec.trigger.http is not None:
+            await self._publish_endpoints(app, placements)
+
+    async def _publish_endpoints(self, app: WasmApp, placements: list[WasmPlacement]) -> None:
+        """Keep `<app>` Service + EndpointSlices on the agents hosting the app's live placements."""
+        ns, name = app.metadata.namespace or "", app.metadata.name or ""
+        members = []
+        for p in placements:
+            agent = self.cache.agents.get(p.spec.node_name)
+            if p.metadata.deletion_timestamp is not None or agent is None or agent.endpoint is None:
+                continue
+            ready = adapt.is_ready(p) and p.spec.node_name in self._fresh_agents
+            members.append(
+                endpoints.AgentEndpoint(p.spec.node_name, agent.endpoint[0], agent.endpoint[1], ready)
+            )
+        desired = [endpoints.render_service(app), *endpoints.render_slices(app, members)]
+        fingerprint = json.dumps(desired, sort_keys=True)
+        if self._published.get(app.key) == fingerprint:
+            return
+        for body in desired:
+            await self.kube.apply(body)
+        await self.kube.prune_endpoint_slices(ns, name, keep=endpoints.slice_names(desired[1:]))
+        self._published[app.key] = fingerprint
 
     async def _converge(
         self, app: WasmApp, prep: Prepared, decision: AppDecision, placements: list[WasmPlacement]
@@ -389,3 +427,11 @@ class Reconciler:
 
 def owner_body(app: WasmApp) -> dict[str, Any]:
     return app.to_k8s()
+
+
+def api_message(error: ApiException) -> str:
+    """The apiserver's own explanation (a Status body), which says far more than the HTTP reason."""
+    try:
+        return str(json.loads(error.body or b"{}").get("message", ""))
+    except (TypeError, ValueError):
+        return str(error.body or "")[:500]

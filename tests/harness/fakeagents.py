@@ -50,7 +50,7 @@ class FakeAgents:
                     "metadata": {"name": node},
                     "spec": {
                         "capacity": self.capacity,
-                        "endpoint": {"host": "127.0.0.1", "port": 1},
+                        "endpoint": {"host": f"{node}.agents.shoal.test", "port": 8080},
                         "runtime": {"wasmtime": "fake", "agent": "fake"},
                         "lease": {"name": agent_lease_name(node), "namespace": AGENT_NAMESPACE},
                     },

@@ -96,6 +96,7 @@ class Shoal:
     """Reads of shoal objects in one namespace."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
 
@@ -152,6 +153,19 @@ async def test_three_replicas_land_on_three_nodes_and_report_ready(
     assert placement["metadata"]["ownerReferences"][0]["name"] == "web"
     printed = kubectl(kubeconfig, "-n", namespace, "get", "wasm", "web")
     assert "3/3" in printed and "http /web" in printed
+
+    async def published() -> list[Any]:
+        slices = await client.DiscoveryV1Api(shoal.api).list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=web"
+        )
+        eps = [e for s in slices.items for e in s.endpoints or [] if e.conditions.ready]
+        return slices.items if len(eps) == 3 else []
+
+    slices = await eventually(published, what="EndpointSlices with the 3 agents serving web")
+    assert {e.node_name for s in slices for e in s.endpoints} == {"node-1", "node-2", "node-3"}
+    assert {s.ports[0].port for s in slices} == {8080}
+    service = await client.CoreV1Api(shoal.api).read_namespaced_service("web", namespace)
+    assert service.spec.selector is None and service.metadata.owner_references[0].name == "web"
 
     placements_before = {
         p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in await shoal.placements()
@@ -331,3 +345,143 @@ async def test_missing_secret_becomes_a_condition(
 
     cond = await eventually(reported, what="Scheduled=False/SecretNotFound")
     assert "absent" in cond["message"]
+
+
+@pytest.fixture
+def static_volumes(kubeconfig: Path) -> Iterator[list[str]]:
+    """PersistentVolumes with no class, the way static provisioning works: the PV controller binds
+    dependency claims to them. hostPath, and kwok runs no pod, so nothing touches the disk."""
+    names = [f"shoal-test-pv-{i}" for i in range(4)]
+    for name in names:
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "2Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": f"/tmp/{name}"},
+            },
+        }
+        kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(pv))
+    yield names
+    kubectl(kubeconfig, "delete", "pv", *names, "--ignore-not-found", "--wait=false")
+
+
+async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
+    shoal: Shoal,
+    api: client.ApiClient,
+    kubeconfig: Path,
+    namespace: str,
+    module_image: str,
+    static_volumes: list[str],
+) -> None:
+    apply_app(
+        kubeconfig,
+        namespace,
+        "whiskers",
+        module_image,
+        replicas=1,
+        dependencies=[
+            {"name": "cache", "redis": {}},
+            {"name": "db", "mysql": {"database": "whiskers", "storage": "1Gi"}, "retain": True},
+        ],
+    )
+    core, apps_api = client.CoreV1Api(api), client.AppsV1Api(api)
+
+    async def dependency_pods() -> dict[str, str]:
+        pods = (await core.list_namespaced_pod(namespace, label_selector="shoal.dev/app=whiskers")).items
+        running = {
+            p.metadata.labels["shoal.dev/dependency"]: p.spec.node_name
+            for p in pods
+            if p.status.phase == "Running"
+        }
+        return running if set(running) == {"cache", "db"} else {}
+
+    pods = await eventually(dependency_pods, within=60, what="redis and mariadb pods Running on kwok nodes")
+    sets = {s.metadata.name for s in (await apps_api.list_namespaced_stateful_set(namespace)).items}
+    assert sets == {"whiskers-cache", "whiskers-db"}
+
+    async def deps_ready() -> bool:
+        cond = await shoal.condition("whiskers", "DependenciesReady")
+        return bool(cond and cond["status"] == "True")
+
+    await eventually(deps_ready, within=60, what="DependenciesReady=True")
+
+    async def placed() -> list[str]:
+        return await shoal.nodes_of("whiskers")
+
+    nodes = await eventually(placed, what="the app's placement")
+    assert nodes[0] in set(pods.values()), (nodes, pods)
+    placement = (await shoal.placements("whiskers"))[0]
+    endpoints = {d["name"]: d for d in placement["spec"]["dependencies"]}
+    assert endpoints["cache"]["kind"] == "redis" and endpoints["cache"]["service"]["port"] == 6379
+    assert endpoints["db"]["database"] == "whiskers" and "passwordSecret" in endpoints["db"]
+
+    claims = {c.metadata.name for c in (await core.list_namespaced_persistent_volume_claim(namespace)).items}
+    db_claim = next(c for c in claims if "db" in c)
+    kubectl(kubeconfig, "-n", namespace, "delete", "wasmapp", "whiskers", "--wait=true")
+
+    async def statefulsets_gone() -> bool:
+        return not (await apps_api.list_namespaced_stateful_set(namespace)).items
+
+    await eventually(statefulsets_gone, within=120, what="the garbage collector to remove the StatefulSets")
+    remaining = {
+        c.metadata.name for c in (await core.list_namespaced_persistent_volume_claim(namespace)).items
+    }
+    assert db_claim in remaining, "retain: true must keep the MySQL data"
+    secrets = {s.metadata.name for s in (await core.list_namespaced_secret(namespace)).items}
+    assert any("db" in name for name in secrets), "the retained database keeps its password Secret"
+
+
+async def test_operator_metrics_are_exported(operator: OperatorProcess, shoal: Shoal) -> None:
+    text = operator.metrics()
+    for name in (
+        "shoal_operator_reconcile_duration_seconds_count",
+        "shoal_operator_scheduling_latency_seconds_count",
+        "shoal_operator_scheduler_decision_seconds_count",
+        'shoal_operator_placements{node="node-1"}',
+        "shoal_operator_leader 1.0",
+    ):
+        assert name in text, name
+
+
+async def test_two_operators_do_not_fight(
+    shoal: Shoal,
+    kubeconfig: Path,
+    namespace: str,
+    module_image: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    standby = OperatorProcess(kubeconfig=kubeconfig, workdir=tmp_path, identity="op-b")
+    standby.start()
+    try:
+        assert operator.is_leader() and not standby.is_leader()
+        apply_app(kubeconfig, namespace, "pair", module_image, replicas=3)
+
+        async def three() -> bool:
+            return len(await shoal.nodes_of("pair")) == 3
+
+        await eventually(three, what="3 placements")
+        await asyncio.sleep(2)
+        names = [p["metadata"]["name"] for p in await shoal.placements("pair")]
+        assert len(names) == len(set(names)) == 3
+
+        operator.stop()  # the leader goes away; the standby must take over
+
+        async def standby_leads() -> bool:
+            return standby.is_leader()
+
+        await eventually(standby_leads, within=30, what="the standby to take the lease")
+        kubectl(kubeconfig, "-n", namespace, "scale", "wasmapp/pair", "--replicas=2")
+
+        async def two() -> bool:
+            return len(await shoal.nodes_of("pair")) == 2
+
+        await eventually(two, what="the new leader to act on kubectl scale")
+    finally:
+        standby.stop()
+        operator.start()  # later tests in this session expect op-a

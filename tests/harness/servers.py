@@ -1,0 +1,156 @@
+"""Real redis-server and mariadbd on loopback for capability tests, each in a temp dir, stopped by PID.
+
+Never the system services: every server gets its own data dir, port and socket, so tests run
+next to whatever the host runs. `RedisServer.stop()`/`start()` keep the port, which is what the
+outage tests need to check that pools recover.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymysql  # type: ignore[import-untyped, unused-ignore]
+
+from localcluster.processes import Proc, free_port, log_tail, spawn, stop, wait_until
+
+REDIS_SERVER = "/usr/bin/redis-server"
+MARIADBD = "/usr/sbin/mariadbd"
+MARIADB_INSTALL_DB = "/usr/bin/mariadb-install-db"
+
+
+def available() -> str | None:
+    """Why the servers cannot run here, or None."""
+    for binary in (REDIS_SERVER, MARIADBD, MARIADB_INSTALL_DB):
+        if not os.access(binary, os.X_OK):
+            return f"{binary} is not installed (Debian: redis-server, mariadb-server)"
+    return None
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class RedisServer:
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: Proc | None = None
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            REDIS_SERVER,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.workdir),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self.proc = spawn(f"redis-{self.port}", argv, log_dir=self.workdir)
+        wait_until(lambda: self._ping(), what=f"redis on port {self.port}", timeout=15, proc=self.proc)
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=5)
+            self.proc = None
+
+
+@dataclass
+class MariaDbServer:
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: Proc | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "mysqld.sock"
+
+    def start(self) -> None:
+        datadir = self.workdir / "data"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        if not (datadir / "mysql").exists():
+            install = subprocess.run(
+                [
+                    MARIADB_INSTALL_DB,
+                    f"--datadir={datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    *user,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            if install.returncode != 0:
+                shutil.rmtree(datadir, ignore_errors=True)
+                raise RuntimeError(f"mariadb-install-db failed:\n{install.stdout}\n{install.stderr}")
+        argv = [
+            MARIADBD,
+            "--no-defaults",
+            f"--datadir={datadir}",
+            f"--socket={self.socket_path}",
+            f"--pid-file={self.workdir / 'mysqld.pid'}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--skip-networking=0",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=16M",
+            "--innodb-log-file-size=8M",
+            "--performance-schema=OFF",
+            "--skip-log-bin",
+            *user,
+        ]
+        self.proc = spawn(f"mariadb-{self.port}", argv, log_dir=self.workdir)
+        wait_until(self._ready, what=f"mariadbd on port {self.port}", timeout=60, proc=self.proc)
+
+    def _ready(self) -> bool:
+        if not _accepts(self.port):
+            return False
+        try:
+            self.root().close()
+            return True
+        except pymysql.err.MySQLError:
+            return False
+
+    def root(self, database: str | None = None) -> pymysql.Connection:
+        return pymysql.connect(
+            host="127.0.0.1", port=self.port, user="root", password="", database=database, autocommit=True
+        )
+
+    def create_database(self, name: str, *, user: str, password: str) -> None:
+        """A database and a user allowed into it from anywhere (the capability connects over TCP)."""
+        conn = self.root()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+                cur.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (user, password))
+                cur.execute(f"GRANT ALL ON `{name}`.* TO %s@'%%'", (user,))
+        finally:
+            conn.close()
+
+    def log_tail(self) -> str:
+        return log_tail(self.proc) if self.proc else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=20)
+            self.proc = None
