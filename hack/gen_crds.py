@@ -1,6 +1,10 @@
-"""Write crds/*.yaml from the shoal_api models; with --check, exit 1 if the files have drifted.
+"""Write crds/*.yaml (and the chart's copy) from the shoal_api models; with --check, exit 1 on drift.
 
-Usage: .venv/bin/python hack/gen_crds.py [--check] [--out DIR]
+Usage: .venv/bin/python hack/gen_crds.py [--check] [--out DIR] [--chart-out DIR]
+
+Without --out, both crds/ and charts/shoal/crds/ are written (or checked): the Helm chart installs CRDs
+from its crds/ folder, which Helm never templates, so it gets the same bytes rather than a copy kept by
+hand. With --out, only DIR (plus --chart-out, if given).
 """
 
 from __future__ import annotations
@@ -32,17 +36,30 @@ def drifted(out_dir: Path) -> list[str]:
     return problems
 
 
+CHART_CRDS = REPO / "charts" / "shoal" / "crds"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="exit 1 if crds/ differs from the models")
-    parser.add_argument("--out", type=Path, default=REPO / "crds", help="output directory (default: crds/)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if an output differs from the models")
+    parser.add_argument("--out", type=Path, help="output directory (default: crds/ and the chart's crds/)")
+    parser.add_argument("--chart-out", type=Path, help="a second output directory")
     args = parser.parse_args(argv)
-    out_dir: Path = args.out
+    out_dirs: list[Path] = [args.out] if args.out else [REPO / "crds", CHART_CRDS]
+    if args.chart_out:
+        out_dirs.append(args.chart_out)
     if args.check:
-        problems = drifted(out_dir)
-        for name in problems:
-            print(f"drift: {out_dir / name} is not what hack/gen_crds.py generates", file=sys.stderr)
+        problems = [out_dir / name for out_dir in out_dirs for name in drifted(out_dir)]
+        for path in problems:
+            print(f"drift: {path} is not what hack/gen_crds.py generates", file=sys.stderr)
         return 1 if problems else 0
+    for out_dir in out_dirs:
+        write(out_dir)
+    return 0
+
+
+def write(out_dir: Path) -> None:
+    """Make `out_dir` hold exactly the generated CRDs (stale generated files removed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = expected_files()
     for stale in out_dir.glob("shoal.dev_*.yaml"):
@@ -53,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
             print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -75,6 +76,12 @@ def shoal_crds(control_plane: ControlPlane) -> Path:
         text=True,
     )
     assert waited.returncode == 0, waited.stderr
+    # Established comes a moment before the storage: lists answer 429 until it is initialised.
+    deadline = time.monotonic() + 60
+    for plural in ("wasmapps", "wasmplacements", "wasmnodes"):
+        while subprocess.run([*kubectl, "get", plural, "-A"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, f"{plural} never became listable"
+            time.sleep(0.2)
     return control_plane.kubeconfig
 
 

@@ -34,6 +34,17 @@ for name in hello-c job-c; do
   if stale "$target" "$src"; then build "$name" "$target" cc "$src"; else echo "fresh  $name"; fi
 done
 
+# Guests of the host ABI (docs/host-abi.md): rebuilt when guest/c/shoal.h changes too.
+shoal_c="$(cd "$here/../../guest/c" && pwd)"
+for name in tally leaderboard capprobe; do
+  src="$here/$name/main.c"; target="$out/$name.wasm"
+  if stale "$target" "$src" "$shoal_c/shoal.h"; then
+    build "$name" "$target" cc -I"$shoal_c" "$src"
+  else
+    echo "fresh  $name"
+  fi
+done
+
 for src in "$here/hello-wat/hello.wat" "$here"/bad/*.wat; do
   name="$(basename "$src" .wat)"
   [[ "$name" == hello ]] && name=hello-wat
@@ -50,15 +61,19 @@ fi
 
 gobin="$(command -v go || true)"
 [[ -z "$gobin" && -x /usr/local/go/bin/go ]] && gobin=/usr/local/go/bin/go
-if [[ -n "$gobin" ]]; then
-  target="$out/hello-go.wasm"
-  if stale "$target" "$here/hello-go/main.go" "$here/hello-go/go.mod"; then
-    (cd "$here/hello-go" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
-      build hello-go "$target" "$gobin" build -trimpath -ldflags=-s)
+go_guest() { # go_guest NAME [EXTRA_SOURCE...]: build hack/examples/NAME if any of its sources changed
+  local name="$1" target="$out/$1.wasm" dir="$here/$1"; shift
+  if stale "$target" "$dir"/*.go "$dir/go.mod" "$@"; then
+    (cd "$dir" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+      build "$name" "$target" "$gobin" build -trimpath -ldflags=-s)
   else
-    echo "fresh  hello-go"
+    echo "fresh  $name"
   fi
+}
+if [[ -n "$gobin" ]]; then
+  go_guest hello-go
+  go_guest scoreboard "$here"/../../guest/go/shoal/*.go "$here/../../guest/go/shoal/go.mod"
 else
-  echo "skip   hello-go (no go toolchain)"
+  echo "skip   hello-go scoreboard (no go toolchain)"
 fi
 echo "done   $out"

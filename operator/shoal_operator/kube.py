@@ -114,7 +114,11 @@ class Kube:
             "count": 1,
         }
         try:
-            await self.core.create_namespaced_event(meta["namespace"], body)
+            # The response is not needed: skipping its model deserialization matters at scale.
+            response = await self.core.create_namespaced_event(
+                meta["namespace"], body, _preload_content=False
+            )
+            response.release()
         except ApiException as e:
             logger.warning(
                 "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason
@@ -179,8 +183,11 @@ class Kube:
         )
         for item in listing.items:
             if item.metadata.name not in keep:
-                try:
-                    await self.discovery.delete_namespaced_endpoint_slice(item.metadata.name, namespace)
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
+                await self.delete_endpoint_slice(namespace, item.metadata.name)
+
+    async def delete_endpoint_slice(self, namespace: str, name: str) -> None:
+        try:
+            await self.discovery.delete_namespaced_endpoint_slice(name, namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise

@@ -65,6 +65,7 @@ class Reconciler:
     _fresh_agents: frozenset[str] = frozenset()
     _published: dict[str, str] = field(default_factory=dict)
     """App key -> the Service/EndpointSlices last written, so unchanged ones are not rewritten."""
+    _published_slices: dict[str, set[str]] = field(default_factory=dict)
 
     # --- queueing -------------------------------------------------------------------------------
 
@@ -202,6 +203,7 @@ class Reconciler:
             self._generation_seen,
             self._last_message,
             self._published,
+            self._published_slices,
         ):
             store.pop(key, None)
 
@@ -280,9 +282,7 @@ class Reconciler:
             if secret is not None:
                 secrets.append(secret)
         digest = await self.resolver.resolve(image, secrets)
-        await self.kube.event(
-            app.to_k8s(), type_="Normal", reason="Resolved", message=f"module {image} resolved to {digest}"
-        )
+        logger.debug("%s: module %s resolved to %s", app.key, image, digest)
         return digest
 
     # --- after scheduling: write placements and status --------------------------------------------
@@ -344,8 +344,15 @@ class Reconciler:
             return
         for body in desired:
             await self.kube.apply(body)
-        await self.kube.prune_endpoint_slices(ns, name, keep=endpoints.slice_names(desired[1:]))
+        wanted = endpoints.slice_names(desired[1:])
+        known = self._published_slices.get(app.key)
+        if known is None:  # first time since start: whatever an earlier run left behind
+            await self.kube.prune_endpoint_slices(ns, name, keep=wanted)
+        else:
+            for stale in known - wanted:
+                await self.kube.delete_endpoint_slice(ns, stale)
         self._published[app.key] = fingerprint
+        self._published_slices[app.key] = wanted
 
     async def _converge(
         self, app: WasmApp, prep: Prepared, decision: AppDecision, placements: list[WasmPlacement]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,13 @@ class ResolveError(Exception):
 
 
 class DigestResolver:
-    def __init__(self, *, attempts: int = 3) -> None:
+    """Resolves tags through the registry, remembering each answer for `ttl` seconds: when hundreds
+    of apps name the same tag at once (a rollout, a benchmark) the registry is asked once, and a
+    tag moved later is seen as soon as the short memory expires."""
+
+    def __init__(self, *, attempts: int = 3, ttl: float = 5.0) -> None:
+        self._ttl = ttl
+        self._recent: dict[str, tuple[float, str]] = {}
         # Resolution only fetches manifests; the blob store stays empty.
         self._puller = ArtifactPuller(
             cache_root=Path(tempfile.mkdtemp(prefix="shoal-resolver-")),
@@ -25,7 +33,14 @@ class DigestResolver:
         )
 
     async def resolve(self, image: str, pull_secrets: Iterable[Mapping[str, Any]] = ()) -> str:
+        secrets = list(pull_secrets)
+        key = image + "\0" + json.dumps(secrets, sort_keys=True)
+        recent = self._recent.get(key)
+        if recent is not None and time.monotonic() - recent[0] < self._ttl:
+            return recent[1]
         try:
-            return await self._puller.resolve(image, list(pull_secrets))
+            digest = await self._puller.resolve(image, secrets)
         except OciError as e:
             raise ResolveError(f"cannot resolve module {image}: {e}") from e
+        self._recent[key] = (time.monotonic(), digest)
+        return digest

@@ -85,6 +85,19 @@ async def widget_crd_installed(api: client.ApiClient) -> None:
 
     await eventually(established, what="the CRD to be Established")
 
+    async def served() -> bool:
+        # Established comes a moment before the storage behind it: the apiserver answers
+        # 429 "storage is (re)initializing" until then.
+        try:
+            await client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, "v1", "widgets")
+        except ApiException as e:
+            if e.status == 429:
+                return False
+            raise
+        return True
+
+    await eventually(served, what="the CRD's storage to serve lists")
+
 
 def widget(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}

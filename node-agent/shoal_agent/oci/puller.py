@@ -82,6 +82,13 @@ class ArtifactPuller:
             return parsed.digest
         return await self._resolve(parsed, self._client(parsed, list(pull_secrets)))
 
+    def _pull_done(self, digest: str, task: asyncio.Task[PullResult]) -> None:
+        """Forget the shared download, and read its error so that a download whose waiters were all
+        cancelled (the placement went away mid-pull) does not log "exception never retrieved"."""
+        self._inflight.pop(digest, None)
+        if not task.cancelled():
+            task.exception()
+
     async def pull(self, ref: str, pull_secrets: Iterable[DockerConfig] = ()) -> PullResult:
         """Resolve, then return the cached module or fetch it (once, however many callers ask at once)."""
         started = time.monotonic()
@@ -101,7 +108,7 @@ class ArtifactPuller:
             client = client or self._client(parsed, secrets)
             task = asyncio.create_task(self._fetch(parsed.with_digest(digest), client, ref, started))
             self._inflight[digest] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(digest, None))
+            task.add_done_callback(lambda t: self._pull_done(digest, t))
         result = await asyncio.shield(task)
         if result.reference != ref:  # joined someone else's download
             result = dataclasses.replace(result, reference=ref, seconds=time.monotonic() - started)

@@ -86,7 +86,9 @@ class LoadedApp:
     def invoke_sync(self, request: InvocationRequest) -> InvocationResult:
         """Run the entrypoint in a fresh instance; never raises for guest misbehaviour."""
         limits = self.spec.limits
-        state = InvocationState(BoundedBuffer(limits.stdout_bytes), BoundedBuffer(limits.stderr_bytes))
+        state = InvocationState(
+            BoundedBuffer(limits.stdout_bytes), BoundedBuffer(limits.stderr_bytes), app=self.spec.key
+        )
         metrics = self.metrics
         start = time.perf_counter()
         instantiated = start

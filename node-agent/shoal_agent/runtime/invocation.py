@@ -49,6 +49,9 @@ class InvocationState:
     stderr: BoundedBuffer
     stdout_limit_hit: bool = False
     host_failure: str | None = None
+    # (namespace, name) of the running app: lets a shared capability host function find that
+    # app's dependency bindings without the runtime knowing about capabilities.
+    app: tuple[str, str] | None = None
     # Free for capability host functions (e.g. a Redis connection for this invocation).
     extras: dict[str, Any] = field(default_factory=dict)
 

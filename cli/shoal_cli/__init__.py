@@ -1,0 +1,1 @@
+"""`shoal`: the developer CLI. Package a Wasm module as an OCI artifact, and scaffold a WasmApp for it."""

@@ -1,0 +1,3 @@
+module shoal.dev/guest/go/shoal
+
+go 1.24

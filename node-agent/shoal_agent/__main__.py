@@ -1,0 +1,183 @@
+"""shoal-agent: register this node, run its Wasm placements, serve their HTTP triggers.
+
+Start-up: servers up (healthz answers at once), WasmNode + Lease written, placement watch running;
+/readyz turns 200 once both hold. SIGTERM (or SIGINT): /readyz and every trigger request answer 503,
+placements are marked Draining (ready=false), in-flight invocations get `--grace-seconds` to finish,
+guests still running after that are interrupted, the Lease stops being renewed, and the process exits 0
+with no thread or child left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+from kubernetes_asyncio import client, config
+
+from .apps import BindingsListener, TriggerFactory
+from .capabilities import AgentCapabilities, CapabilityHost, ClusterDnsResolver
+from .config import AgentConfig, parse_args
+from .metrics import AgentMetrics
+from .oci import ArtifactPuller
+from .placements import AgentContext, PlacementManager
+from .registration import Registration
+from .runtime import HostFunctionRegistry, WasmRuntime
+from .runtime.engine import wasmtime_version
+from .secrets import SecretReader
+from .server import AgentServers
+from .triggers import HttpRouter
+
+log = logging.getLogger("shoal_agent")
+
+
+def agent_version() -> str:
+    try:
+        return metadata.version("shoal")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+async def api_client(cfg: AgentConfig) -> client.ApiClient:
+    """--kubeconfig / $KUBECONFIG if given, else in-cluster when in a pod, else ~/.kube/config."""
+    c = client.Configuration()
+    if cfg.kubeconfig:
+        await config.load_kube_config(config_file=cfg.kubeconfig, client_configuration=c)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=c)  # type: ignore[no-untyped-call]
+    else:
+        await config.load_kube_config(client_configuration=c)
+    return client.ApiClient(c)
+
+
+def _instances_running(metrics: AgentMetrics) -> bool:
+    return any(s.value > 0 for m in metrics.instances_active.collect() for s in m.samples)
+
+
+def _interrupt_guests(runtime: WasmRuntime, ticks: int) -> None:
+    """Advance the epoch past every store's deadline so guests still running trap now."""
+    for _ in range(ticks):
+        runtime.engine.increment_epoch()
+
+
+async def run(
+    cfg: AgentConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    host_functions: HostFunctionRegistry | None = None,
+    trigger_factories: dict[str, TriggerFactory] | None = None,
+    listeners: Sequence[BindingsListener] = (),
+) -> int:
+    """Run until `stop` is set (or SIGTERM/SIGINT); the plug points are for capability code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    metrics = AgentMetrics(cfg.node_name)
+    runtime = WasmRuntime(metrics, cache_dir=cfg.module_cache_dir, host_functions=host_functions)
+    router = HttpRouter()
+    api = await api_client(cfg)
+    registration = Registration(api, cfg, wasmtime_version=wasmtime_version(), agent_version=agent_version())
+    ctx = AgentContext(
+        cfg=cfg,
+        api=api,
+        runtime=runtime,
+        puller=ArtifactPuller(cfg.oci_cache_dir),
+        router=router,
+        metrics=metrics,
+        secrets=SecretReader(api),
+        trigger_factories=dict(trigger_factories or {}),
+        listeners=list(listeners),
+    )
+    manager = PlacementManager(ctx, registration.set_placements)
+    servers = AgentServers(
+        router,
+        metrics,
+        ready_checks=lambda: {
+            "registered": registration.registered and registration.lease_fresh(),
+            "placement watch": manager.watching,
+        },
+    )
+    deadline_ticks = 0
+    try:
+        await servers.start(
+            http_host=cfg.http_host,
+            http_port=cfg.http_port,
+            metrics_host=cfg.metrics_host,
+            metrics_port=cfg.metrics_port,
+        )
+        log.info(
+            "agent for node %s: triggers on %s:%d (advertised %s), metrics on %s:%d, cache %s",
+            cfg.node_name,
+            cfg.http_host,
+            cfg.http_port,
+            cfg.advertise_host,
+            cfg.metrics_host,
+            cfg.metrics_port,
+            cfg.cache_dir,
+        )
+        registration.start()
+        manager.start()
+        await stop.wait()
+        log.info("stopping: draining placements (grace %.1fs)", cfg.grace_seconds)
+        servers.draining = True
+        deadline_ticks = max(
+            (w.active.loaded.deadline_ticks for w in manager.workers.values() if w.active is not None),
+            default=0,
+        )
+        await manager.shutdown(cfg.grace_seconds)
+        await registration.flush_status()
+    finally:
+        await registration.stop()
+        await servers.stop()
+        if _instances_running(metrics):
+            log.warning("interrupting guests still running after the grace period")
+            await asyncio.to_thread(_interrupt_guests, runtime, deadline_ticks + 2)
+        await asyncio.to_thread(runtime.close)
+        await api.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_with_capabilities(cfg))
+    return 0
+
+
+async def run_with_capabilities(cfg: AgentConfig) -> int:
+    """The agent as shipped: Redis/SQL host functions and the Redis pub/sub trigger plugged in."""
+    api = await api_client(cfg)
+    caps = AgentCapabilities(
+        CapabilityHost(
+            resolver=ClusterDnsResolver(cluster_domain=cfg.cluster_domain), secrets=SecretReader(api)
+        )
+    )
+    try:
+        return await run(
+            cfg,
+            host_functions=caps.host.registry(),
+            trigger_factories={"redis": caps.redis_trigger},
+            listeners=[caps],
+        )
+    finally:
+        await asyncio.to_thread(caps.host.close)
+        await api.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+"""This node's placements, each driven through its lifecycle by a `PlacementWorker`.
+
+    Pending -> Pulling -> Compiling -> Ready          (HTTP routes mounted / trigger started / job running)
+                 \\________\\__________-> Failed       (message says why; retried with backoff when the
+                                                      cause may go away: registry down, Secret missing)
+    Ready -> Draining (placement deleting, agent stopping): no new work, in-flight finishes, unload.
+
+A new template (spec.templateHash) is loaded next to the running version, then swapped in atomically
+and the old one retired, so an update never drops requests. If the new version fails to load, the old
+one keeps serving and the status says Failed for the new template.
+
+Jobs: while running, state Ready with ready=true; success stays Ready (exitCode 0, condition
+Complete=True); exhausting backoffLimit is Failed (condition Complete=False). A finished job is not
+re-run when the agent restarts (its status already records the outcome for this template).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from shoal_api.naming import node_selector
+from shoal_api.wasmapp import PlacementState
+from shoal_api.wasmnode import NodePlacement, NodeResources
+from shoal_api.wasmplacement import WasmPlacement, WasmPlacementStatus
+
+from .apps import AppBindings, BindingsListener, InFlight, RunningApp, TriggerFactory
+from .capabilities import capabilities_for
+from .config import AgentConfig
+from .metrics import AgentMetrics
+from .oci import ArtifactPuller, OciError
+from .routing import app_routes, mount, owner_of
+from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError, WasmRuntime
+from .secrets import MissingReference, SecretReader
+from .status import StatusPump, transition, with_job_condition
+from .triggers import HttpRouter, HttpTarget, JobSpec, run_job
+from .watch import PlacementWatch
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_SECONDS = 2.0
+RETRY_MAX_SECONDS = 60.0
+STATUS_FLUSH_SECONDS = 3.0
+
+
+@dataclass
+class AgentContext:
+    """What every placement worker shares."""
+
+    cfg: AgentConfig
+    api: client.ApiClient
+    runtime: WasmRuntime
+    puller: ArtifactPuller
+    router: HttpRouter
+    metrics: AgentMetrics
+    secrets: SecretReader
+    trigger_factories: dict[str, TriggerFactory] = field(default_factory=dict)
+    listeners: list[BindingsListener] = field(default_factory=list)
+    on_change: Callable[[], None] = lambda: None
+    forget_module: Callable[[str], None] = lambda _digest: None
+
+
+class PlacementError(Exception):
+    """A failure with its status message; `retryable` when waiting may fix it."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def describe(err: BaseException, reference: str) -> PlacementError:
+    if isinstance(err, PlacementError):
+        return err
+    if isinstance(err, MissingReference):
+        return PlacementError(str(err), retryable=True)
+    if isinstance(err, OciError):
+        return PlacementError(f"pull {reference}: {type(err).__name__}: {err}", retryable=err.retryable)
+    if isinstance(err, LoadError):
+        return PlacementError(f"load: {type(err).__name__}: {err}", retryable=False)
+    if isinstance(err, ApiException):
+        return PlacementError(f"Kubernetes API: {err.status} {err.reason}", retryable=True)
+    # e.g. a BindingsListener's DependencyError: say what it was, and retry (it may be transient).
+    log.warning("error loading %s", reference, exc_info=err)
+    return PlacementError(f"{type(err).__name__}: {err}", retryable=True)
+
+
+def template_hash(p: WasmPlacement) -> str:
+    return p.spec.template_hash or p.spec.compute_template_hash()
+
+
+def _tail(result: InvocationResult) -> str:
+    text = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    return WasmPlacementStatus.bound_output(text)
+
+
+class PlacementWorker:
+    """Owns one placement: its loads, its running version, its status."""
+
+    def __init__(self, ctx: AgentContext, placement: WasmPlacement) -> None:
+        self.ctx = ctx
+        self.namespace = placement.metadata.namespace or ""
+        self.name = placement.metadata.name or ""
+        self.placement = placement
+        self.status = placement.status or WasmPlacementStatus()
+        self.pump = StatusPump(ctx.api, self.namespace, self.name)
+        self.active: RunningApp | None = None
+        self._target: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    @property
+    def app(self) -> str:
+        return self.placement.spec.app
+
+    @property
+    def state(self) -> PlacementState:
+        return self.status.state
+
+    def update(self, placement: WasmPlacement) -> None:
+        """Called for every watch event; only a new template starts work."""
+        self.placement = placement
+        wanted = template_hash(placement)
+        if wanted == self._target:
+            return
+        self._target = wanted
+        if self._task is not None:
+            self._task.cancel()
+        self._task = asyncio.create_task(
+            self._converge(placement, wanted, time.monotonic()),
+            name=f"placement-{self.namespace}/{self.name}",
+        )
+
+    # --- status -------------------------------------------------------------------------------------
+
+    def _set(self, state: PlacementState, ready: bool, message: str, **job: Any) -> None:
+        self.status = transition(
+            self.status, state=state, ready=ready, message=message, observed_template_hash=self._target, **job
+        )
+        self.pump.publish(self.status)
+        self.ctx.on_change()
+
+    def _job_already_done(self, placement: WasmPlacement, wanted: str) -> bool:
+        s = placement.status
+        return (
+            placement.spec.trigger.job is not None
+            and s is not None
+            and s.observed_template_hash == wanted
+            and s.exit_code is not None
+            and s.state in ("Ready", "Failed")
+            and any(c.type == "Complete" for c in s.conditions)
+        )
+
+    # --- loading ------------------------------------------------------------------------------------
+
+    async def _converge(self, placement: WasmPlacement, wanted: str, seen: float) -> None:
+        if self._job_already_done(placement, wanted):
+            log.info("%s/%s: job already finished for template %s", self.namespace, self.name, wanted)
+            return
+        if self.active is None:
+            self._set("Pending", False, "placement seen by the agent")
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                running = await self._load(placement, wanted)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                err = describe(e, placement.spec.module.reference)
+                message = str(err)
+                if self.active is not None:
+                    message += f"; still serving template {self.active.template_hash}"
+                if err.retryable:
+                    message += f" (retrying in {delay:.0f}s)"
+                log.warning("%s/%s: %s", self.namespace, self.name, message)
+                self._set("Failed", False, message)
+                if not err.retryable:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+        try:
+            await self._activate(placement, running)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._set("Failed", False, f"starting trigger: {e}")
+            await self._retire(running)
+            return
+        self.ctx.metrics.placement_cold_start_seconds.labels(
+            self.namespace, self.app, self.ctx.cfg.node_name
+        ).observe(time.monotonic() - seen)
+
+    async def _load(self, placement: WasmPlacement, wanted: str) -> RunningApp:
+        ctx, spec, ns = self.ctx, placement.spec, self.namespace
+        kind = spec.trigger.kind
+        if kind not in ("http", "job") and kind not in ctx.trigger_factories:
+            raise PlacementError(f"trigger kind {kind!r} is not available on this agent", retryable=False)
+        reference = spec.module.reference
+        self._set("Pulling", False, f"pulling {reference}")
+        pull_secrets = await ctx.secrets.pull_secrets(ns, spec.module.image_pull_secrets)
+        env = await ctx.secrets.resolve_env(ns, spec.env)
+        pulled = await ctx.puller.pull(reference, pull_secrets)
+        ctx.metrics.artifact_pull_seconds.labels(ns, spec.app, ctx.cfg.node_name, pulled.result).observe(
+            pulled.seconds
+        )
+        self._set("Compiling", False, f"compiling {pulled.module_digest} ({pulled.format.value})")
+        bindings = AppBindings(
+            namespace=ns,
+            app=spec.app,
+            dependencies=tuple(spec.dependencies),
+            capabilities=capabilities_for(spec.dependencies),
+            share_keys_with=tuple(spec.capabilities.share_keys_with) if spec.capabilities else (),
+        )
+        app_spec = AppSpec(
+            namespace=ns,
+            name=spec.app,
+            env=env,
+            args=tuple(spec.trigger.job.args) if spec.trigger.job else (),
+            capabilities=bindings.capabilities,
+            limits=AppLimits(
+                memory_bytes=spec.limits.memory_bytes,
+                timeout_s=spec.limits.timeout_ms / 1000,
+                max_concurrency=spec.limits.max_concurrency,
+            ),
+        )
+        wasm = await asyncio.to_thread(pulled.module_path.read_bytes)
+        bound: list[BindingsListener] = []
+        try:
+            for listener in ctx.listeners:
+                await listener.bind(bindings)
+                bound.append(listener)
+            loaded = await ctx.runtime.load_app_async(app_spec, wasm, pulled.module_digest)
+        except BaseException:
+            for listener in bound:
+                with contextlib.suppress(Exception):
+                    await listener.unbind(bindings)
+            raise
+        inflight = InFlight()
+        runtime = ctx.runtime
+
+        async def invoke(request: InvocationRequest) -> InvocationResult:
+            return await runtime.invoke(loaded, request)
+
+        return RunningApp(
+            template_hash=wanted,
+            loaded=loaded,
+            module_digest=pulled.module_digest,
+            bindings=bindings,
+            invoker=inflight.wrap(invoke),
+            inflight=inflight,
+        )
+
+    # --- switching ----------------------------------------------------------------------------------
+
+    async def _activate(self, placement: WasmPlacement, new: RunningApp) -> None:
+        """Make `new` the serving version, then retire the previous one in the background."""
+        ctx, trigger = self.ctx, placement.spec.trigger
+        old = self.active
+        if trigger.http is not None:
+            target = HttpTarget(self.namespace, self.app, new.invoker, metrics=new.loaded.metrics)
+            routes = app_routes(self.app, self.namespace, trigger.http.path, ctx.cfg.cluster_domain)
+            ctx.router.remove_app(self.namespace, self.app)
+            owners = {r: owner_of(ctx.router, r) for r in routes if r.host is None}
+            taken = mount(ctx.router, target, routes)
+            self.active = new
+            message = f"serving http {trigger.http.path}"
+            if taken:
+                message += "; path already served on this node by " + ", ".join(
+                    sorted({owners.get(r, "another app") for r in taken})
+                )
+                message += ", reachable by Host only"
+            self._set("Ready", True, message)
+        else:
+            ctx.router.remove_app(self.namespace, self.app)
+            self.active = new
+            if trigger.job is not None:
+                new.job_task = asyncio.create_task(self._run_job(placement, new), name=f"job-{self.name}")
+            else:
+                factory = ctx.trigger_factories[trigger.kind]
+                raw = trigger.to_dict().get(trigger.kind) or {}
+                new.trigger = factory(new.bindings, raw, new.invoker)
+                await new.trigger.start()
+                self._set("Ready", True, f"{trigger.summary()} subscribed")
+        if old is not None and old is not new:
+            task = asyncio.create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _run_job(self, placement: WasmPlacement, app: RunningApp) -> None:
+        job = placement.spec.trigger.job
+        assert job is not None
+        total = job.backoff_limit + 1
+        attempts = 0
+        self._set("Ready", True, "job running", attempts=0, exit_code=None, output=None)
+
+        async def attempt(request: InvocationRequest) -> InvocationResult:
+            nonlocal attempts
+            attempts += 1
+            self._set("Ready", True, f"job running (attempt {attempts} of {total})", attempts=attempts)
+            result = await app.invoker(request)
+            self._set(
+                "Ready",
+                True,
+                f"job attempt {attempts} of {total}: {result.outcome.value} {result.message}".rstrip(),
+                attempts=attempts,
+                exit_code=result.exit_code,
+                output=_tail(result),
+            )
+            return result
+
+        outcome = await run_job(JobSpec(args=tuple(job.args), backoff_limit=job.backoff_limit), attempt)
+        last = outcome.last
+        common = {"attempts": attempts, "exit_code": last.exit_code, "output": _tail(last)}
+        if outcome.succeeded:
+            message = f"job succeeded: exit code 0 after {attempts} attempt(s)"
+            self._set("Ready", True, message, **common)
+            self.status = with_job_condition(self.status, complete=True, reason="Succeeded", message=message)
+        else:
+            message = f"job failed after {attempts} attempt(s): {last.outcome.value} {last.message}".rstrip()
+            self._set("Failed", False, message, **common)
+            self.status = with_job_condition(
+                self.status, complete=False, reason="BackoffLimitExceeded", message=message
+            )
+        self.pump.publish(self.status)
+
+    async def _retire(self, old: RunningApp, grace: float | None = None) -> None:
+        """Stop its trigger, let in-flight invocations finish (bounded), then unload."""
+        await old.stop_trigger()
+        if not await old.inflight.wait_idle(self.ctx.cfg.grace_seconds if grace is None else grace):
+            log.warning(
+                "%s/%s: %d invocations still running at unload", self.namespace, self.name, old.inflight.count
+            )
+        runtime = self.ctx.runtime
+        if runtime.get(self.namespace, self.app) is old.loaded:
+            runtime.unload(self.namespace, self.app)
+        for listener in self.ctx.listeners:
+            with contextlib.suppress(Exception):
+                await listener.unbind(old.bindings)
+        self.ctx.forget_module(old.module_digest)
+
+    # --- removal ------------------------------------------------------------------------------------
+
+    async def _cancel_work(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def drain(self, *, reason: str, grace: float, write_status: bool) -> None:
+        """Stop routing new requests to this placement, wait for in-flight ones, unload."""
+        await self._cancel_work()
+        if write_status:
+            self._set("Draining", False, reason)
+        active, self.active = self.active, None
+        if active is not None:
+            self.ctx.router.remove_app(self.namespace, self.app)
+            await self._retire(active, grace)
+        for task in list(self._retiring):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if write_status:
+            await self.pump.flush(STATUS_FLUSH_SECONDS)
+        await self.pump.close()
+
+    async def quiesce(self, grace: float) -> None:
+        """Agent shutdown, step 1: no more loads or job attempts, say Draining, wait for in-flight."""
+        await self._cancel_work()
+        self._set("Draining", False, "agent is shutting down")
+        if self.active is not None:
+            await self.active.stop_trigger()
+            await self.active.inflight.wait_idle(grace)
+
+
+class PlacementManager:
+    """Watches this node's placements and keeps one worker per placement."""
+
+    def __init__(
+        self, ctx: AgentContext, publish: Callable[[list[NodePlacement], NodeResources], None]
+    ) -> None:
+        self.ctx = ctx
+        self._publish = publish
+        self.workers: dict[tuple[str, str], PlacementWorker] = {}
+        self._removals: set[asyncio.Task[None]] = set()
+        self.watch = PlacementWatch(ctx.api, node_selector(ctx.cfg.node_name), self._on_sync, self._on_event)
+        self._task: asyncio.Task[None] | None = None
+        ctx.on_change = self.publish
+        ctx.forget_module = self._forget_module
+
+    @property
+    def watching(self) -> bool:
+        return self.watch.synced.is_set() and self.watch.healthy
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.watch.run(), name="placement-watch")
+
+    def publish(self) -> None:
+        placements: list[NodePlacement] = []
+        cpu = memory = 0
+        for (ns, name), w in sorted(self.workers.items()):
+            placements.append(NodePlacement(namespace=ns, name=name, app=w.app, state=w.state))
+            cpu += w.placement.spec.requests.cpu_millis
+            memory += w.placement.spec.requests.memory_bytes
+        self._publish(placements, NodeResources(cpu_millis=cpu, memory_bytes=memory))
+
+    def _forget_module(self, digest: str) -> None:
+        if not any(w.active is not None and w.active.module_digest == digest for w in self.workers.values()):
+            with contextlib.suppress(ValueError):
+                self.ctx.runtime.cache.forget(digest)
+
+    # --- watch callbacks ----------------------------------------------------------------------------
+
+    def _on_sync(self, items: list[dict[str, Any]]) -> None:
+        seen = set()
+        for obj in items:
+            key = self._apply(obj)
+            if key is not None:
+                seen.add(key)
+        for key in set(self.workers) - seen:
+            self._remove(key, deleting=False)
+
+    def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        if kind == "DELETED":
+            self._remove((meta.get("namespace", ""), meta.get("name", "")), deleting=False)
+        else:
+            self._apply(obj)
+
+    def _apply(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        try:
+            placement = WasmPlacement.from_k8s(obj)
+        except ValidationError as e:
+            log.warning("ignoring invalid WasmPlacement %s/%s: %s", *key, e)
+            return None
+        if placement.spec.node_name != self.ctx.cfg.node_name:
+            return None  # labelled for us but meant for another node (label values are truncated)
+        if placement.metadata.deletion_timestamp is not None:
+            self._remove(key, deleting=True)
+            return key
+        worker = self.workers.get(key)
+        if worker is None:
+            worker = self.workers[key] = PlacementWorker(self.ctx, placement)
+            log.info("placement %s/%s (app %s) added", *key, placement.spec.app)
+        worker.update(placement)
+        return key
+
+    def _remove(self, key: tuple[str, str], *, deleting: bool) -> None:
+        worker = self.workers.pop(key, None)
+        if worker is None:
+            return
+        log.info("placement %s/%s removed; draining", *key)
+        task = asyncio.create_task(
+            worker.drain(
+                reason="placement is being deleted", grace=self.ctx.cfg.grace_seconds, write_status=deleting
+            )
+        )
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
+        self.publish()
+
+    # --- shutdown -----------------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop watching, mark every placement Draining, wait (bounded) for in-flight work, unload."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        workers = list(self.workers.values())
+        await asyncio.gather(*(w.quiesce(grace) for w in workers), return_exceptions=True)
+        await asyncio.gather(
+            *(w.drain(reason="agent is shutting down", grace=0, write_status=True) for w in workers),
+            *self._removals,
+            return_exceptions=True,
+        )
+        self.publish()

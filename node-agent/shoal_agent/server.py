@@ -1,0 +1,100 @@
+"""The agent's two HTTP servers (aiohttp, on the agent's event loop).
+
+- Trigger port: every request goes to the `HttpRouter` (see routing.py for how apps are found).
+  While the agent drains it answers 503 with Connection: close, so clients and Services move on.
+- Metrics/health port: `/metrics` (the agent's own registry), `/healthz` (the process is alive and its
+  event loop turns: a ticker must have run recently), `/readyz` (registered with a fresh Lease and the
+  placement watch established, and not draining).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .metrics import AgentMetrics
+from .triggers import HttpRouter
+
+LOOP_TICK_SECONDS = 1.0
+LOOP_STALL_SECONDS = 10.0
+
+
+class AgentServers:
+    def __init__(
+        self,
+        router: HttpRouter,
+        metrics: AgentMetrics,
+        *,
+        ready_checks: Callable[[], dict[str, bool]],
+    ) -> None:
+        self.router = router
+        self.metrics = metrics
+        self.ready_checks = ready_checks
+        self.draining = False
+        self._last_tick = time.monotonic()
+        self._ticker: asyncio.Task[None] | None = None
+        self._runners: list[web.AppRunner] = []
+
+    # --- handlers -----------------------------------------------------------------------------------
+
+    async def _trigger(self, request: web.Request) -> web.StreamResponse:
+        if self.draining:
+            return web.Response(
+                status=503,
+                text="agent is shutting down\n",
+                headers={"Retry-After": "1", "Connection": "close"},
+            )
+        return await self.router.handle(request)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        lag = time.monotonic() - self._last_tick
+        if lag > LOOP_STALL_SECONDS:
+            return web.Response(status=503, text=f"event loop stalled for {lag:.1f}s\n")
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        checks = {"not draining": not self.draining, **self.ready_checks()}
+        failing = [name for name, ok in checks.items() if not ok]
+        if failing:
+            return web.Response(status=503, text="not ready: " + ", ".join(failing) + "\n")
+        return web.Response(text="ok\n")
+
+    async def _tick(self) -> None:
+        while True:
+            self._last_tick = time.monotonic()
+            await asyncio.sleep(LOOP_TICK_SECONDS)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self, *, http_host: str, http_port: int, metrics_host: str, metrics_port: int) -> None:
+        self._ticker = asyncio.create_task(self._tick(), name="loop-ticker")
+        trigger_app = web.Application(client_max_size=8 * 1024 * 1024)
+        trigger_app.router.add_route("*", "/{tail:.*}", self._trigger)
+        ops_app = web.Application()
+        ops_app.router.add_get("/metrics", self._metrics)
+        ops_app.router.add_get("/healthz", self._healthz)
+        ops_app.router.add_get("/readyz", self._readyz)
+        for app, host, port in ((ops_app, metrics_host, metrics_port), (trigger_app, http_host, http_port)):
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            self._runners.append(runner)
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        self._runners.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker

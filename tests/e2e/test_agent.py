@@ -1,0 +1,509 @@
+"""The real shoal-agent process on a kwok node: real apiserver, real OCI registry, real wasmtime.
+
+WasmPlacements are created directly, as the operator would write them. One agent serves the whole
+module (its restart and its SIGTERM are tests of their own, in this order): hellos in three OCI
+formats, a job, every bad guest contained next to a good app, a restart reusing the compiled cache
+with the registry gone, metrics, and draining on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from localcluster.controlplane import ControlPlane
+from localcluster.processes import free_port
+from localcluster.registry import Registry
+from shoal_agent.oci import WasmFormat, push_wasm
+from shoal_agent.oci.push import Artifact, Blob, Manifest, build, push
+from shoal_api import GROUP, VERSION
+from shoal_api.meta import KeySelector
+from shoal_api.naming import agent_lease_name, placement_labels, placement_name
+from shoal_api.wasmapp import EnvVar, EnvVarSource, HttpTrigger, JobTrigger, Trigger
+from shoal_api.wasmplacement import Limits, ResolvedModule, WasmPlacementSpec
+from tests.harness.agentproc import AgentProcess
+from tests.harness.fakeagents import AGENT_NAMESPACE
+from tests.harness.kubehttp import KubeHttp
+from tests.harness.operatorproc import OperatorProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parents[2]
+NODE = "shoal-agent-e2e"
+MiB = 1024 * 1024
+HISTOGRAMS = (
+    "shoal_artifact_pull_seconds",
+    "shoal_module_compile_seconds",
+    "shoal_instance_start_seconds",
+    "shoal_invocation_first_byte_seconds",
+    "shoal_placement_cold_start_seconds",
+    "shoal_invocation_duration_seconds",
+)
+PLACEMENTS = f"/apis/{GROUP}/{VERSION}"
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guests(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("clang") is None or shutil.which("wat2wasm") is None:
+        pytest.skip("clang and wat2wasm are needed to build the example guests (hack/setup.sh)")
+    out = tmp_path_factory.mktemp("guests")
+    done = subprocess.run([str(REPO / "hack/examples/build.sh"), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def kube(control_plane: ControlPlane, shoal_crds: Path) -> KubeHttp:
+    return KubeHttp(control_plane)
+
+
+@pytest.fixture(scope="module")
+def kwok_node(kube: KubeHttp) -> Iterator[str]:
+    """A Node of our own (kwok manages it), so simulated agents of other tests never touch it."""
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE,
+            "labels": {"kubernetes.io/hostname": NODE, "type": "kwok"},
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}},
+    }
+    kube.apply(f"/api/v1/nodes/{NODE}", node)
+    if not kube.exists(f"/api/v1/namespaces/{AGENT_NAMESPACE}"):
+        kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": AGENT_NAMESPACE}})
+    try:
+        yield NODE
+    finally:
+        kube.delete(f"/api/v1/nodes/{NODE}")
+        kube.delete(f"{PLACEMENTS}/wasmnodes/{NODE}")
+        kube.delete(
+            f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
+        )
+
+
+@pytest.fixture(scope="module")
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry of this module's own: the tests corrupt its storage and stop it."""
+    registry = Registry(workdir=tmp_path_factory.mktemp("private-registry"))
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+class Images:
+    """Pushed guests: name -> (image, digest)."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, tuple[str, str]] = {}
+
+    def push(self, name: str, image: str, wasm: bytes | Path, fmt: WasmFormat, **kw: Any) -> None:
+        self.refs[name] = (image, push_wasm(image, wasm, fmt, **kw))
+
+
+def not_wasm_artifact(text: bytes) -> Artifact:
+    """A CNCF Wasm artifact whose layer is not Wasm (push_wasm refuses to build one)."""
+    good = build(b"\0asm\x01\0\0\0", WasmFormat.WASM_ARTIFACT)
+    config, _layer = good.blobs
+    bad_layer = Blob("application/wasm", text)
+    manifest = json.loads(good.manifests[-1].data)
+    manifest["layers"] = [bad_layer.descriptor()]
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    return Artifact((config, bad_layer), (Manifest(good.manifests[-1].media_type, body),))
+
+
+def with_custom_section(wasm: bytes, payload: bytes) -> bytes:
+    """Same module, different bytes (and digest): a custom section is ignored by the runtime."""
+    name = b"shoal-test"
+    content = bytes([len(name)]) + name + payload
+    assert len(content) < 128
+    return wasm + b"\x00" + bytes([len(content)]) + content
+
+
+@pytest.fixture(scope="module")
+def images(guests: Path, oci_registry: Registry, private_registry: Registry) -> Images:
+    reg, priv = oci_registry.address, private_registry.address
+    out = Images()
+    out.push("hello-c", f"{reg}/e2e/hello-c:v1", guests / "hello-c.wasm", WasmFormat.WASM_ARTIFACT)
+    out.push("hello-wat", f"{reg}/e2e/hello-wat:v1", guests / "hello-wat.wasm", WasmFormat.DOCKER_IMAGE,
+             docker_media_types=True, as_index=True)  # fmt: skip
+    if (guests / "hello-go.wasm").exists():
+        out.push("hello-go", f"{reg}/e2e/hello-go:v1", guests / "hello-go.wasm", WasmFormat.SPIN)
+    out.push("job-c", f"{reg}/e2e/job-c:v1", guests / "job-c.wasm", WasmFormat.WASM_ARTIFACT)
+    for bad in ("infinite-loop", "memory-grow", "recursion", "unreachable", "stdout-flood", "malformed-cgi",
+                "undeclared-import"):  # fmt: skip
+        out.push(bad, f"{reg}/e2e/{bad}:v1", guests / f"{bad}.wasm", WasmFormat.WASM_ARTIFACT)
+    image = f"{reg}/e2e/not-wasm:v1"
+    out.refs["not-wasm"] = (image, push(image, not_wasm_artifact((guests / "not-wasm.wasm").read_bytes())))
+    # Private registry: a unique hello-wat for the registry-down test, and one whose blob we corrupt.
+    hello = (guests / "hello-wat.wasm").read_bytes()
+    out.push(
+        "cached", f"{priv}/e2e/cached:v1", with_custom_section(hello, b"cached"), WasmFormat.WASM_ARTIFACT
+    )
+    corrupt = with_custom_section(hello, b"corrupt")
+    out.push("corrupt", f"{priv}/e2e/corrupt:v1", corrupt, WasmFormat.WASM_ARTIFACT)
+    blob = private_registry.blob_data_path(Blob("application/wasm", corrupt).digest)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, different bytes: only digest verification can tell
+    blob.write_bytes(bytes(data))
+    return out
+
+
+@pytest.fixture(scope="module")
+def agent(
+    kubeconfig: Path, kwok_node: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentProcess]:
+    work = tmp_path_factory.mktemp("agent")
+    proc = AgentProcess(
+        kubeconfig=kubeconfig,
+        node=kwok_node,
+        namespace=AGENT_NAMESPACE,
+        workdir=work,
+        cache_dir=work / "cache",
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        yield session
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def create_placement(
+    kube: KubeHttp,
+    namespace: str,
+    app: str,
+    image_ref: tuple[str, str],
+    *,
+    trigger: Trigger | None = None,
+    memory: int = 32 * MiB,
+    timeout_ms: int = 2000,
+    env: list[EnvVar] | None = None,
+) -> str:
+    image, digest = image_ref
+    spec = WasmPlacementSpec(
+        app=app,
+        node_name=NODE,
+        module=ResolvedModule(image=image, digest=digest),
+        limits=Limits(memory_bytes=memory, timeout_ms=timeout_ms, max_concurrency=8),
+        trigger=trigger or Trigger(http=HttpTrigger(path=f"/{app}")),
+        env=env or [],
+    ).with_template_hash()
+    name = placement_name(app=app, node=NODE)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WasmPlacement",
+        "metadata": {"name": name, "namespace": namespace, "labels": placement_labels(app=app, node=NODE)},
+        "spec": spec.to_dict(),
+    }
+    kube.apply(f"{PLACEMENTS}/namespaces/{namespace}/wasmplacements/{name}", body)
+    return name
+
+
+def status_of(kube: KubeHttp, namespace: str, app: str) -> dict[str, Any]:
+    """The placement's status plus its spec.templateHash as `_templateHash`; {} while it does not exist."""
+    try:
+        obj = kube.get(
+            f"{PLACEMENTS}/namespaces/{namespace}/wasmplacements/{placement_name(app=app, node=NODE)}"
+        )
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return {}
+        raise
+    status: dict[str, Any] = obj.get("status") or {}
+    status["_templateHash"] = obj["spec"]["templateHash"]
+    return status
+
+
+async def eventually(check: Callable[[], Any], *, within: float = 30, what: str) -> Any:
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    pytest.fail(f"timed out after {within}s waiting for {what} (last: {last!r})")
+
+
+async def wait_state(
+    kube: KubeHttp, namespace: str, app: str, state: str, within: float = 30
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        s = status_of(kube, namespace, app)
+        return (
+            s if s.get("state") == state and s.get("observedTemplateHash") == s.get("_templateHash") else None
+        )
+
+    result: dict[str, Any] = await eventually(check, within=within, what=f"{app} {state}")
+    return result
+
+
+async def get(
+    http: aiohttp.ClientSession, agent: AgentProcess, path: str, host: str | None = None
+) -> tuple[int, str]:
+    headers = {"Host": host} if host else {}
+    async with http.get(agent.url + path, headers=headers) as resp:
+        return resp.status, await resp.text()
+
+
+def samples(metrics: str, name: str) -> dict[str, float]:
+    """`labels -> value` of one sample name, e.g. shoal_module_compile_seconds_count."""
+    out: dict[str, float] = {}
+    for line in metrics.splitlines():
+        m = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
+        if m:
+            out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+def total(metrics: str, name: str, **labels: str) -> float:
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(v for lbl, v in samples(metrics, name).items() if all(w in lbl for w in want))
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+async def test_registers_and_serves_hellos_in_three_formats(
+    agent: AgentProcess, kube: KubeHttp, images: Images, namespace: str, http: aiohttp.ClientSession
+) -> None:
+    hellos = {"hello-c": "Hello from C", "hello-wat": "Hello from WAT", "hello-go": "Hello from Go"}
+    hellos = {k: v for k, v in hellos.items() if k in images.refs}
+    for app in hellos:
+        create_placement(kube, namespace, app, images.refs[app])
+    for app, greeting in hellos.items():
+        status = await wait_state(kube, namespace, app, "Ready")
+        assert status["ready"] is True
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
+        code, body = await get(http, agent, f"/{app}/x?q=1")  # by path
+        assert (code, body.split(",")[0].strip()) == (200, greeting), body
+        code, body = await get(http, agent, "/anything", host=f"{app}.{namespace}.svc.cluster.local:80")
+        assert code == 200 and greeting in body, body
+
+    node = kube.get(f"{PLACEMENTS}/wasmnodes/{NODE}")
+    assert node["spec"]["capacity"] == {"cpuMillis": 2000, "memoryBytes": 2 << 30}
+    assert node["spec"]["endpoint"] == {"host": "127.0.0.1", "port": agent.http_port}
+    assert node["spec"]["runtime"]["wasmtime"].startswith("50.")
+    assert node["spec"]["lease"] == {"name": agent_lease_name(NODE), "namespace": AGENT_NAMESPACE}
+
+    def listed() -> bool:
+        current = kube.get(f"{PLACEMENTS}/wasmnodes/{NODE}").get("status") or {}
+        names = {(p["namespace"], p["app"], p.get("state")) for p in current.get("placements", [])}
+        return all((namespace, app, "Ready") in names for app in hellos)
+
+    await eventually(listed, within=10, what="WasmNode.status.placements")
+    lease = kube.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
+    )
+    assert lease["spec"]["holderIdentity"] == NODE and lease["spec"]["leaseDurationSeconds"] == 6
+
+    # A new template (another module) is loaded, swapped in, and the old version retired.
+    create_placement(kube, namespace, "hello-c", images.refs["hello-wat"])
+    await wait_state(kube, namespace, "hello-c", "Ready")
+    assert (await get(http, agent, "/hello-c"))[1].startswith("Hello from WAT")
+
+
+async def test_job_reports_exit_code_attempts_and_output(
+    agent: AgentProcess, kube: KubeHttp, images: Images, namespace: str
+) -> None:
+    create_placement(
+        kube, namespace, "job-ok", images.refs["job-c"], trigger=Trigger(job=JobTrigger(args=["0", "x"]))
+    )
+    create_placement(
+        kube,
+        namespace,
+        "job-bad",
+        images.refs["job-c"],
+        trigger=Trigger(job=JobTrigger(args=["3"], backoff_limit=1)),
+    )
+    ok = await wait_state(kube, namespace, "job-ok", "Ready")
+    await eventually(lambda: status_of(kube, namespace, "job-ok").get("exitCode") == 0, what="job-ok exit 0")
+    ok = status_of(kube, namespace, "job-ok")
+    assert ok["ready"] is True and ok["attempts"] == 1 and "arg[2]=x" in ok["output"], ok
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in ok["conditions"])
+    bad = await wait_state(kube, namespace, "job-bad", "Failed", within=20)
+    assert (bad["exitCode"], bad["attempts"], bad["ready"]) == (3, 2, False), bad
+    assert "exiting with 3" in bad["output"] and "job failed after 2 attempt(s)" in bad["message"]
+
+
+async def test_bad_guests_are_contained_while_a_good_app_serves(
+    agent: AgentProcess,
+    kube: KubeHttp,
+    images: Images,
+    namespace: str,
+    http: aiohttp.ClientSession,
+) -> None:
+    create_placement(kube, namespace, "good", images.refs["hello-wat"])
+    misbehaving = {
+        "infinite-loop": (504, "timeout"),
+        "memory-grow": (500, "out_of_memory"),
+        "recursion": (500, "stack overflow"),
+        "unreachable": (500, "trap"),
+        "stdout-flood": (502, "stdout_limit"),
+        "malformed-cgi": (502, "malformed CGI"),
+    }
+    for app in misbehaving:
+        create_placement(kube, namespace, app, images.refs[app], memory=2 * MiB, timeout_ms=500)
+    missing = [
+        EnvVar(name="TOKEN", value_from=EnvVarSource(secret_key_ref=KeySelector(name="nope", key="k")))
+    ]
+    create_placement(kube, namespace, "missing-secret", images.refs["hello-wat"], env=missing)
+    down = (f"127.0.0.1:{free_port()}/gone/app:v1", "sha256:" + "ab" * 32)
+    failing = {
+        "undeclared-import": ("undeclared-import", "shoal:redis.get"),
+        "not-wasm": ("not-wasm", "NotWasm"),
+        "corrupt": ("corrupt", "DigestMismatch"),
+        "registry-down": (None, "RegistryUnavailable"),
+    }
+    for app, (image, _) in failing.items():
+        create_placement(kube, namespace, app, images.refs[image] if image else down)
+
+    await wait_state(kube, namespace, "good", "Ready")
+    for app in misbehaving:
+        await wait_state(kube, namespace, app, "Ready")
+
+    async def good_answers() -> None:
+        code, body = await get(http, agent, "/", host=f"good.{namespace}")
+        assert (code, body) == (200, "Hello from WAT\n")
+
+    bad_calls = asyncio.gather(*(get(http, agent, f"/{app}") for app in misbehaving))
+    await asyncio.gather(*(good_answers() for _ in range(5)))
+    results = await bad_calls
+    for (app, (code, text)), (got_code, got_body) in zip(misbehaving.items(), results, strict=True):
+        assert got_code == code and text in got_body, (app, got_code, got_body)
+
+    for app, (_, needle) in failing.items():
+        status = await wait_state(kube, namespace, app, "Failed", within=40)
+        assert needle in status["message"] and status["ready"] is False, (app, status)
+    secret = await wait_state(kube, namespace, "missing-secret", "Failed")
+    assert f"Secret {namespace}/nope not found" in secret["message"] and "env TOKEN" in secret["message"]
+    await good_answers()
+    metrics = agent.metrics()
+    assert total(metrics, "shoal_invocations_total", app="infinite-loop", outcome="timeout") >= 1
+    assert total(metrics, "shoal_invocations_total", app="stdout-flood", outcome="stdout_limit") >= 1
+
+
+async def test_restart_reuses_compiled_cache_and_serves_with_registry_down(
+    agent: AgentProcess,
+    kube: KubeHttp,
+    images: Images,
+    namespace: str,
+    private_registry: Registry,
+    http: aiohttp.ClientSession,
+) -> None:
+    for app in ("cached", "hello-c"):
+        create_placement(kube, namespace, app, images.refs[app])
+        await wait_state(kube, namespace, app, "Ready")
+    private_registry.stop()
+    assert agent.stop() == 0
+    agent.start()
+    for app, greeting in (("cached", "Hello from WAT"), ("hello-c", "Hello from C")):
+        await wait_state(kube, namespace, app, "Ready")  # routes are mounted before Ready is written
+        code, body = await get(http, agent, "/", host=f"{app}.{namespace}")
+        assert code == 200 and body.startswith(greeting), (app, code, body)
+    metrics = agent.metrics()
+    assert total(metrics, "shoal_module_compile_seconds_count", app="cached", result="cache_load") == 1
+    assert total(metrics, "shoal_module_compile_seconds_count", result="compiled") == 0, metrics
+    assert total(metrics, "shoal_artifact_pull_seconds_count", app="cached", result="hit") == 1
+    for histogram in HISTOGRAMS:
+        assert total(metrics, f"{histogram}_count") > 0, histogram
+
+
+async def test_operator_places_a_wasmapp_on_the_agent(
+    agent: AgentProcess,
+    kube: KubeHttp,
+    kubeconfig: Path,
+    images: Images,
+    namespace: str,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    """The full loop: WasmApp -> real operator -> WasmPlacement -> this agent -> HTTP answer."""
+    operator = OperatorProcess(kubeconfig=kubeconfig, workdir=tmp_path, identity="op-agent-e2e")
+    operator.start()
+    try:
+        image, _ = images.refs["hello-c"]
+        app = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "WasmApp",
+            "metadata": {"name": "greeter", "namespace": namespace},
+            "spec": {
+                "module": {"image": image},
+                "trigger": {"http": {"path": "/greeter"}},
+                "placement": {"nodeSelector": {"kubernetes.io/hostname": NODE}},
+            },
+        }
+        kube.apply(f"{PLACEMENTS}/namespaces/{namespace}/wasmapps/greeter", app)
+        await wait_state(kube, namespace, "greeter", "Ready", within=45)
+        code, body = await get(http, agent, "/greeter/op", host=f"greeter.{namespace}.svc")
+        assert code == 200 and body.startswith("Hello from C, /op"), body
+
+        def app_ready() -> bool:
+            got = kube.get(f"{PLACEMENTS}/namespaces/{namespace}/wasmapps/greeter").get("status") or {}
+            return got.get("readyReplicas") == 1
+
+        await eventually(app_ready, within=30, what="WasmApp readyReplicas=1")
+    finally:
+        kube.delete(f"{PLACEMENTS}/namespaces/{namespace}/wasmapps/greeter")
+        operator.stop()
+
+
+async def test_sigterm_drains_in_flight_and_exits_zero(
+    agent: AgentProcess, kube: KubeHttp, images: Images, namespace: str, http: aiohttp.ClientSession
+) -> None:
+    create_placement(kube, namespace, "slow", images.refs["infinite-loop"], timeout_ms=1500)
+    create_placement(kube, namespace, "fine", images.refs["hello-wat"])
+    await wait_state(kube, namespace, "slow", "Ready")
+    await wait_state(kube, namespace, "fine", "Ready")
+    in_flight = asyncio.create_task(get(http, agent, "/slow"))
+    await asyncio.sleep(0.3)
+    agent.terminate()
+    await asyncio.sleep(0.3)
+    try:
+        code, _ = await get(http, agent, "/fine")
+        assert code == 503
+    except aiohttp.ClientError:
+        pass  # already closed its port: also no new work
+    code, body = await in_flight
+    assert code == 504 and "timeout" in body, body  # the guest ran to its own deadline, not cut off
+    assert await asyncio.to_thread(agent.wait, 20) == 0
+    for app in ("slow", "fine"):
+        status = status_of(kube, namespace, app)
+        assert (status["state"], status["ready"]) == ("Draining", False), status
+    lease = kube.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
+    )
+    renewed = lease["spec"]["renewTime"]
+    await asyncio.sleep(2.5)
+    lease = kube.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
+    )
+    assert lease["spec"]["renewTime"] == renewed, "a stopped agent must not renew its Lease"
+    log = agent.log()
+    assert "ERROR shoal_agent" not in log and "error loading" not in log, log[-3000:]
