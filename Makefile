@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/hack
 
-.PHONY: help setup tools lint test test-unit test-integration crds up down status demo clean
+.PHONY: help setup tools lint test test-unit test-integration crds dashboards up down status demo clean bench-schedule bench-coldstart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -20,17 +20,30 @@ lint: setup ## ruff and mypy
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-crds: setup ## regenerate crds/ from the pydantic models
+crds: setup ## regenerate crds/ and charts/shoal/crds/ from the pydantic models
 	$(PY) hack/gen_crds.py
 
+dashboards: setup ## regenerate the Grafana dashboards and the PrometheusRule from hack/dashboards
+	$(PY) hack/gen_dashboards.py
+
+bench-schedule: setup ## 1,000 WasmApps over 200 kwok Nodes: time to all Scheduled, core decision time
+	$(PY) hack/bench/schedule.py
+
+bench-coldstart: setup ## cold start vs bare wasmtime-py vs runc; HTTP req/s; memory per app
+	$(PY) hack/bench/coldstart.py
+
+# Two pytest sessions, each with its own control plane: the e2e tests run real agents, an operator and
+# extra Nodes that must not meet the integration tests' simulated agents and operator.
 test: setup lint ## lint, then every test (unit, integration, e2e)
-	$(PY) -m pytest
+	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/e2e
 
 test-unit: setup ## only the tests that need no servers
 	$(PY) -m pytest -m unit
 
 test-integration: setup ## only tests against real servers
-	$(PY) -m pytest -m "integration or e2e"
+	$(PY) -m pytest tests/integration
+	$(PY) -m pytest tests/e2e
 
 up: setup ## start a local control plane (3 kwok Nodes) and an OCI registry; prints KUBECONFIG= and REGISTRY=
 	@$(PY) -m localcluster up
@@ -42,7 +55,7 @@ status: ## what `make up` started, and whether it still runs
 	@$(PY) -m localcluster status
 
 demo: setup ## bring up a local cluster with Shoal and run the demo
-	@echo "make demo: not yet — the demo arrives with the chart and node agent (see issues)."
+	@$(PY) hack/demo.py
 
 clean: down ## remove local build outputs (the tool cache in ~/.cache/shoal stays)
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

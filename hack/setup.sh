@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-debs=(docker-registry redis-server mariadb-server prometheus runc busybox-static
+debs=(docker-registry redis-server mariadb-server prometheus runc busybox-static wrk
       clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt curl ca-certificates)
 missing=()
 for p in "${debs[@]}"; do

@@ -17,13 +17,17 @@ from kubernetes_asyncio import client, config
 
 from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
+from localcluster.testnet import pick_pod_cidr
 from localcluster.tools import tool
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver + controller-manager + scheduler + kwok with 3 Ready Nodes."""
-    plane = ControlPlane(workdir=tmp_path_factory.mktemp("cluster"), nodes=3)
+    """etcd + kube-apiserver + controller-manager + scheduler + kwok with 3 Ready Nodes.
+
+    Its own pod CIDR, so a test network (tests/e2e) can route it without meeting another
+    session's pods on the same IPs."""
+    plane = ControlPlane(workdir=tmp_path_factory.mktemp("cluster"), nodes=3, pod_cidr=pick_pod_cidr())
     plane.start()
     try:
         yield plane

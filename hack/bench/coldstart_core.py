@@ -93,6 +93,45 @@ async def async_samples(runtime: WasmRuntime, app: object, n: int, warmup: int) 
     return out
 
 
+def core_figures(wasm: bytes, n: int = 5000, warmup: int = 500, rounds: int = 3) -> dict[str, float]:
+    """bare/agent/agent_async figures (microseconds, `iterations`, `agent_overhead`) in one process."""
+    with tempfile.TemporaryDirectory() as cache, WasmRuntime(AgentMetrics("bench"), Path(cache)) as runtime:
+        app = runtime.load_app(AppSpec("bench", "hello-c"), wasm)
+        req = InvocationRequest(env=[("PATH_INFO", "/bench")])
+        probe = app.invoke_sync(req)
+        assert probe.outcome is Outcome.OK and probe.stdout.startswith(b"Content-Type"), probe
+        bare = bare_loop(runtime.engine, wasm)  # same engine (epoch interruption on) for both
+        bare_s: list[float] = []
+        agent_s: list[float] = []
+        for _ in range(rounds):  # interleave so background load hits both sides alike
+            bare_s += measure(bare, n // rounds, warmup)
+            agent_s += measure(lambda: app.invoke_sync(req), n // rounds, warmup)
+        async_s = asyncio.run(async_samples(runtime, app, n // rounds, warmup))
+
+    us = 1e6
+    bare_p50, agent_p50 = percentile(bare_s, 0.5), percentile(agent_s, 0.5)
+    return {
+        "iterations": len(bare_s),
+        "bare_p50_us": bare_p50 * us,
+        "bare_p99_us": percentile(bare_s, 0.99) * us,
+        "agent_p50_us": agent_p50 * us,
+        "agent_p99_us": percentile(agent_s, 0.99) * us,
+        "agent_overhead": agent_p50 / bare_p50,
+        "agent_async_p50_us": percentile(async_s, 0.5) * us,
+        "agent_async_p99_us": percentile(async_s, 0.99) * us,
+        "agent_mean_us": statistics.fmean(agent_s) * us,
+    }
+
+
+def format_figure(name: str, value: float) -> str:
+    """`name=value`: counts as integers, ratios to 2 decimals, times to 1."""
+    if name == "iterations":
+        return f"{name}={value:.0f}"
+    if name.endswith("overhead"):
+        return f"{name}={value:.2f}"
+    return f"{name}={value:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,31 +142,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternate bare/agent rounds; best p50 wins")
     opts = parser.parse_args()
     wasm = (opts.wasm or default_wasm()).read_bytes()
-
-    with tempfile.TemporaryDirectory() as cache, WasmRuntime(AgentMetrics("bench"), Path(cache)) as runtime:
-        app = runtime.load_app(AppSpec("bench", "hello-c"), wasm)
-        req = InvocationRequest(env=[("PATH_INFO", "/bench")])
-        probe = app.invoke_sync(req)
-        assert probe.outcome is Outcome.OK and probe.stdout.startswith(b"Content-Type"), probe
-        bare = bare_loop(runtime.engine, wasm)  # same engine (epoch interruption on) for both
-        bare_s: list[float] = []
-        agent_s: list[float] = []
-        for _ in range(opts.rounds):  # interleave so background load hits both sides alike
-            bare_s += measure(bare, opts.n // opts.rounds, opts.warmup)
-            agent_s += measure(lambda: app.invoke_sync(req), opts.n // opts.rounds, opts.warmup)
-        async_s = asyncio.run(async_samples(runtime, app, opts.n // opts.rounds, opts.warmup))
-
-    us = 1e6
-    bare_p50, agent_p50 = percentile(bare_s, 0.5), percentile(agent_s, 0.5)
-    print(f"iterations={len(bare_s)}")
-    print(f"bare_p50_us={bare_p50 * us:.1f}")
-    print(f"bare_p99_us={percentile(bare_s, 0.99) * us:.1f}")
-    print(f"agent_p50_us={agent_p50 * us:.1f}")
-    print(f"agent_p99_us={percentile(agent_s, 0.99) * us:.1f}")
-    print(f"agent_overhead={agent_p50 / bare_p50:.2f}")
-    print(f"agent_async_p50_us={percentile(async_s, 0.5) * us:.1f}")
-    print(f"agent_async_p99_us={percentile(async_s, 0.99) * us:.1f}")
-    print(f"agent_mean_us={statistics.fmean(agent_s) * us:.1f}")
+    figures = core_figures(wasm, opts.n, opts.warmup, opts.rounds)
+    for name, value in figures.items():
+        print(format_figure(name, value))
 
 
 if __name__ == "__main__":

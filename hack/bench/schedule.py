@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -203,6 +204,8 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
 
 
 def main() -> int:
+    # SIGTERM (timeout, pkill) must still stop the servers this run started: run the finally blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

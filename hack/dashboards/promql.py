@@ -8,7 +8,6 @@ from __future__ import annotations
 
 AGENT_JOB = "shoal-agent"
 OPERATOR_JOB = "shoal-operator"
-AGENT_CONTAINER = "shoal-agent"  # the DaemonSet's container name, for cAdvisor metrics
 
 # Grafana template variables of the workloads dashboard, as label matchers.
 APP_SELECTOR = 'namespace=~"$namespace", app=~"$app", node=~"$node"'

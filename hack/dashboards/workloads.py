@@ -6,7 +6,6 @@ from grafana_foundation_sdk.builders import dashboard
 
 from dashboards.panels import PanelSet, datasource_variable, query_variable
 from dashboards.promql import (
-    AGENT_CONTAINER,
     AGENT_JOB,
     APP_SELECTOR,
     QUANTILES,
@@ -142,11 +141,9 @@ def build(panels: PanelSet) -> dashboard.Dashboard:
     )
 
     board = board.with_row(panels.row("Nodes"))
-    memory = (
-        f'sum by (node) (container_memory_working_set_bytes{{container="{AGENT_CONTAINER}"}}'
-        " * on (namespace, pod) group_left (node)"
-        ' max by (namespace, pod, node) (kube_pod_info{node=~"$node"}))'
-    )
+    # The agent's own process metrics: no cAdvisor or kube-state-metrics needed, and `node` is the
+    # label the ServiceMonitor already sets.
+    memory = f'max by (node) (process_resident_memory_bytes{{job="{AGENT_JOB}", node=~"$node"}})'
     return board.with_panel(
         panels.timeseries(
             "Instances per node",
@@ -157,8 +154,8 @@ def build(panels: PanelSet) -> dashboard.Dashboard:
     ).with_panel(
         panels.timeseries(
             "Agent memory per node",
-            "Working set of the agent container (cAdvisor), which includes the linear memory of every "
-            "instance it runs; the node is joined from kube-state-metrics' kube_pod_info.",
+            "Resident memory of the agent process (process_resident_memory_bytes), which includes the "
+            "linear memory of every instance it runs.",
             "bytes",
             [(memory, "{{node}}")],
         )

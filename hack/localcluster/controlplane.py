@@ -39,6 +39,8 @@ class ControlPlane:
     workdir: Path
     nodes: int = 3
     node_shape: NodeShape = field(default_factory=NodeShape)
+    pod_cidr: str = POD_CIDR
+    """kwok's pod IP range; a cluster used with a test network gets its own (testnet.pick_pod_cidr)."""
     procs: list[Proc] = field(default_factory=list)
     api_port: int = 0
     kubeconfig: Path = field(init=False)
@@ -172,7 +174,7 @@ class ControlPlane:
                 f"--kubeconfig={kwok_kubeconfig}",
                 "--manage-all-nodes=true",
                 f"--server-address=127.0.0.1:{free_port()}",
-                f"--cidr={POD_CIDR}",
+                f"--cidr={self.pod_cidr}",
                 "--node-ip=10.240.0.1",
                 "--node-lease-duration-seconds=40",
             ],
@@ -321,8 +323,16 @@ class ControlPlane:
             "workdir": str(self.workdir),
             "kubeconfig": str(self.kubeconfig),
             "server": self.server,
+            "pod_cidr": self.pod_cidr,
             "procs": [p.to_dict() for p in self.procs],
         }
+
+    @classmethod
+    def from_description(cls, state: dict[str, Any]) -> ControlPlane:
+        """A handle on a running control plane from `describe()` (no processes of its own)."""
+        plane = cls(workdir=Path(state["workdir"]), pod_cidr=str(state.get("pod_cidr", POD_CIDR)))
+        plane.api_port = int(str(state["server"]).rsplit(":", 1)[1])
+        return plane
 
 
 def _http_ok(url: str) -> bool:

@@ -27,12 +27,23 @@ class Proc:
     name: str
     pid: int
     log: str
+    stop_timeout: float = 10.0
+    """How long `stop()` waits after SIGTERM before SIGKILL (longer for servers that stop children)."""
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "pid": self.pid, "log": self.log}
+        out: dict[str, object] = {"name": self.name, "pid": self.pid, "log": self.log}
+        if self.stop_timeout != Proc.stop_timeout:
+            out["stop_timeout"] = self.stop_timeout
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> Proc:
+        timeout = raw.get("stop_timeout", cls.stop_timeout)
+        assert isinstance(timeout, int | float)
+        return cls(name=str(raw["name"]), pid=int(str(raw["pid"])), log=str(raw["log"]), stop_timeout=timeout)
 
 
 def pid_alive(pid: int) -> bool:
@@ -50,7 +61,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def spawn(name: str, argv: Sequence[str], *, log_dir: Path, env: dict[str, str] | None = None) -> Proc:
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    stop_timeout: float = Proc.stop_timeout,
+) -> Proc:
     """Start a server in its own session so a Ctrl-C on the caller does not reach it half-way."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -63,11 +81,13 @@ def spawn(name: str, argv: Sequence[str], *, log_dir: Path, env: dict[str, str] 
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    return Proc(name=name, pid=popen.pid, log=str(log_path))
+    return Proc(name=name, pid=popen.pid, log=str(log_path), stop_timeout=stop_timeout)
 
 
-def stop(proc: Proc, *, timeout: float = 10.0) -> None:
-    """SIGTERM, wait, then SIGKILL: the server's own children go with its process group."""
+def stop(proc: Proc, *, timeout: float | None = None) -> None:
+    """SIGTERM, wait (`timeout`, default the proc's own), then SIGKILL: the server's own children
+    go with its process group."""
+    timeout = proc.stop_timeout if timeout is None else timeout
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not proc.alive():
             return

@@ -21,7 +21,7 @@ from importlib import metadata
 from kubernetes_asyncio import client, config
 
 from .apps import BindingsListener, TriggerFactory
-from .capabilities import AgentCapabilities, CapabilityHost, ClusterDnsResolver
+from .capabilities import AgentCapabilities, CapabilityHost, ClusterDnsResolver, EndpointSliceResolver
 from .config import AgentConfig, parse_args
 from .metrics import AgentMetrics
 from .oci import ArtifactPuller
@@ -160,12 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def run_with_capabilities(cfg: AgentConfig) -> int:
-    """The agent as shipped: Redis/SQL host functions and the Redis pub/sub trigger plugged in."""
+    """The agent as shipped: Redis/SQL host functions and the Redis pub/sub trigger plugged in.
+
+    Dependencies are found through their Services' EndpointSlices (DNS when a Service has none),
+    re-resolved every few seconds and right after a connection failure.
+    """
     api = await api_client(cfg)
-    caps = AgentCapabilities(
-        CapabilityHost(
-            resolver=ClusterDnsResolver(cluster_domain=cfg.cluster_domain), secrets=SecretReader(api)
-        )
+    resolver = EndpointSliceResolver(api, fallback=ClusterDnsResolver(cluster_domain=cfg.cluster_domain))
+    caps = AgentCapabilities(CapabilityHost(resolver=resolver, secrets=SecretReader(api)))
+    refresher = asyncio.create_task(
+        caps.host.keep_fresh(interval_s=resolver.ttl_s), name="dependency-refresh"
     )
     try:
         return await run(
@@ -175,6 +179,9 @@ async def run_with_capabilities(cfg: AgentConfig) -> int:
             listeners=[caps],
         )
     finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         await asyncio.to_thread(caps.host.close)
         await api.close()
 

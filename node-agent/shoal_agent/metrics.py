@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 # 10 us .. 10 s in a 1-2.5-5 progression: fine enough to tell a 60 us instantiation from a 150 us one.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -33,6 +33,8 @@ class AgentMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_resident_memory_bytes & co.: the dashboards' memory-per-node panel reads it.
+        ProcessCollector(registry=r)
 
         def hist(name: str, doc: str, extra: tuple[str, ...] = ()) -> Histogram:
             return Histogram(name, doc, (*APP_LABELS, *extra), registry=r, buckets=LATENCY_BUCKETS)

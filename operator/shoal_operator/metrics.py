@@ -27,6 +27,8 @@ class OperatorMetrics:
             ["reason"],
             registry=r,
         )
+        for reason in ("batch", "api"):  # a healthy operator exports zeros, not "no data"
+            self.reconcile_errors.labels(reason=reason)
         self.scheduling_latency = Histogram(
             "shoal_operator_scheduling_latency_seconds",
             "From seeing a new WasmApp generation to its placements being written.",

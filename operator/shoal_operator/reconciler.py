@@ -167,6 +167,9 @@ class Reconciler:
                 break
             self.metrics.decision_seconds.observe(time.perf_counter() - decide_start)
             decisions.append(decision)
+            # A batch of a thousand decisions is seconds of CPU: let the Lease renewal and the
+            # watch streams run in between, or the leader loses its Lease mid-batch.
+            await asyncio.sleep(0)
         by_key: dict[str, AppDecision] = {d.app: d for d in decisions}
 
         gate = asyncio.Semaphore(self.config.write_concurrency)

@@ -28,7 +28,11 @@ class AgentProcess:
         cache_dir: Path,
         lease_seconds: int = 6,
         grace_seconds: float = 5.0,
+        http_host: str = "127.0.0.1",
+        advertise_host: str | None = None,
     ) -> None:
+        """`http_host`: where triggers listen; on a test network, a `TestNet.host_address()`, which
+        is also advertised (EndpointSlices reject loopback) unless `advertise_host` says otherwise."""
         self.kubeconfig = kubeconfig
         self.node = node
         self.namespace = namespace
@@ -36,6 +40,8 @@ class AgentProcess:
         self.cache_dir = cache_dir
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
+        self.http_host = http_host
+        self.advertise_host = advertise_host or http_host
         self.http_port = free_port()
         self.metrics_port = free_port()
         self.popen: subprocess.Popen[bytes] | None = None
@@ -44,7 +50,7 @@ class AgentProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.http_host}:{self.http_port}"
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -59,8 +65,9 @@ class AgentProcess:
                     f"--node-name={self.node}",
                     f"--namespace={self.namespace}",
                     f"--kubeconfig={self.kubeconfig}",
-                    "--http-host=127.0.0.1",
+                    f"--http-host={self.http_host}",
                     f"--http-port={self.http_port}",
+                    f"--advertise-host={self.advertise_host}",
                     "--metrics-host=127.0.0.1",
                     f"--metrics-port={self.metrics_port}",
                     "--cpu-millis=2000",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ class OperatorProcess:
             f"operator-{self.identity}",
             [
                 sys.executable,
+                *profile_args(self.workdir, self.identity),
                 "-m",
                 "shoal_operator",
                 f"--agent-namespace={AGENT_NAMESPACE}",
@@ -61,3 +63,10 @@ class OperatorProcess:
         if self.proc is not None:
             stop(self.proc, timeout=15)
             self.proc = None
+
+
+def profile_args(workdir: Path, identity: str) -> list[str]:
+    """SHOAL_PROFILE_OPERATOR=1 runs the operator under cProfile (written at exit) for benchmarks."""
+    if not os.environ.get("SHOAL_PROFILE_OPERATOR"):
+        return []
+    return ["-m", "cProfile", "-o", str(workdir / f"operator-{identity}.prof")]

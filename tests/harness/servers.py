@@ -7,28 +7,16 @@ outage tests need to check that pools recover.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymysql  # type: ignore[import-untyped, unused-ignore]
 
+from localcluster.dbservers import available, mariadb_install, mariadbd_argv, redis_argv
 from localcluster.processes import Proc, free_port, log_tail, spawn, stop, wait_until
 
-REDIS_SERVER = "/usr/bin/redis-server"
-MARIADBD = "/usr/sbin/mariadbd"
-MARIADB_INSTALL_DB = "/usr/bin/mariadb-install-db"
-
-
-def available() -> str | None:
-    """Why the servers cannot run here, or None."""
-    for binary in (REDIS_SERVER, MARIADBD, MARIADB_INSTALL_DB):
-        if not os.access(binary, os.X_OK):
-            return f"{binary} is not installed (Debian: redis-server, mariadb-server)"
-    return None
+__all__ = ["MariaDbServer", "RedisServer", "available"]
 
 
 def _accepts(port: int) -> bool:
@@ -47,15 +35,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            REDIS_SERVER,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.workdir),
-            "--daemonize", "no",
-        ]  # fmt: skip
+        argv = redis_argv(bind="127.0.0.1", port=self.port, data_dir=self.workdir)
         self.proc = spawn(f"redis-{self.port}", argv, log_dir=self.workdir)
         wait_until(lambda: self._ping(), what=f"redis on port {self.port}", timeout=15, proc=self.proc)
 
@@ -86,39 +66,8 @@ class MariaDbServer:
     def start(self) -> None:
         datadir = self.workdir / "data"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        user = ["--user=root"] if os.geteuid() == 0 else []
-        if not (datadir / "mysql").exists():
-            install = subprocess.run(
-                [
-                    MARIADB_INSTALL_DB,
-                    f"--datadir={datadir}",
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                    *user,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
-            if install.returncode != 0:
-                shutil.rmtree(datadir, ignore_errors=True)
-                raise RuntimeError(f"mariadb-install-db failed:\n{install.stdout}\n{install.stderr}")
-        argv = [
-            MARIADBD,
-            "--no-defaults",
-            f"--datadir={datadir}",
-            f"--socket={self.socket_path}",
-            f"--pid-file={self.workdir / 'mysqld.pid'}",
-            f"--port={self.port}",
-            "--bind-address=127.0.0.1",
-            "--skip-networking=0",
-            "--skip-name-resolve",
-            "--innodb-buffer-pool-size=16M",
-            "--innodb-log-file-size=8M",
-            "--performance-schema=OFF",
-            "--skip-log-bin",
-            *user,
-        ]
+        mariadb_install(datadir)
+        argv = mariadbd_argv(datadir=datadir, run_dir=self.workdir, bind="127.0.0.1", port=self.port)
         self.proc = spawn(f"mariadb-{self.port}", argv, log_dir=self.workdir)
         wait_until(self._ready, what=f"mariadbd on port {self.port}", timeout=60, proc=self.proc)
 

@@ -275,6 +275,8 @@ def test_server_side_dry_run(kubectl: list[str], release_namespace: str, all_on:
 # --- RBAC, applied for real --------------------------------------------------------------------
 
 OPERATOR_CAN = [
+    ("list", "customresourcedefinitions.apiextensions.k8s.io", None),  # kopf's resource discovery
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io", None),
     ("list", "nodes", None),
     ("watch", "nodes", None),
     ("list", "pods", "*"),
@@ -323,6 +325,7 @@ OPERATOR_CANNOT = [
     ("patch", "nodes", None),
     ("get", "configmaps", "APP"),
     ("create", "clusterroles.rbac.authorization.k8s.io", None),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io", None),
 ]
 AGENT_CAN = [
     ("get", "wasmplacements.shoal.dev", "APP"),
@@ -335,6 +338,8 @@ AGENT_CAN = [
     ("patch", "wasmnodes.shoal.dev", None),
     ("patch", "wasmnodes.shoal.dev --subresource=status", None),
     ("get", "nodes", None),
+    ("get", "services", "APP"),
+    ("list", "endpointslices.discovery.k8s.io", "APP"),
     ("get", "secrets", "APP"),
     ("get", "configmaps", "APP"),
     ("get", "leases.coordination.k8s.io", "NS"),
@@ -365,6 +370,8 @@ AGENT_CANNOT = [
     ("patch", "nodes", None),
     ("create", "pods", "APP"),
     ("create", "events", "APP"),
+    ("patch", "services", "APP"),
+    ("watch", "endpointslices.discovery.k8s.io", "APP"),
 ]
 
 

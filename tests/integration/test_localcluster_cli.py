@@ -35,6 +35,8 @@ def test_up_status_down_leaves_nothing_running() -> None:
         lines = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
         kubeconfig, registry = lines["KUBECONFIG"], lines["REGISTRY"]
         assert registry.startswith("127.0.0.1:")
+        netns = lines["TESTNET"]
+        assert netns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
         nodes = subprocess.run(
             [tool("kubectl"), f"--kubeconfig={kubeconfig}", "get", "nodes", "--no-headers"],
@@ -57,4 +59,5 @@ def test_up_status_down_leaves_nothing_running() -> None:
         down = localcluster("down", "--name", name)
     assert down.returncode == 0, down.stderr
     assert not any(pid_alive(p) for p in pids), "a server outlived `down`"
+    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert localcluster("status", "--name", name).returncode == 1

@@ -3,6 +3,7 @@
 from .abi import ABI_VERSION, Err
 from .agent import AgentCapabilities
 from .bindings import AppBinding
+from .endpointslices import EndpointSliceResolver
 from .namespacing import KeySpace, channel_name
 from .pools import ClusterDnsResolver, EndpointResolver, HostPort, PoolSettings, StaticResolver
 from .registry import CapabilityHost, DependencyError, SecretReader, capabilities_for
@@ -15,6 +16,7 @@ __all__ = [
     "ClusterDnsResolver",
     "DependencyError",
     "EndpointResolver",
+    "EndpointSliceResolver",
     "Err",
     "HostPort",
     "KeySpace",

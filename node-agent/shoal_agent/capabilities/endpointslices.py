@@ -41,6 +41,10 @@ class SlicePort:
     target: int | None
 
 
+class NoReadyEndpoint(LookupError):
+    """The dependency's pods exist but none is ready: try again shortly."""
+
+
 def service_port(service: Any, port: int) -> SlicePort:
     """The slice port to look for, from the Service's `spec.ports` entry for `port`."""
     for p in (service.spec.ports or []) if service.spec else []:
@@ -133,6 +137,10 @@ class EndpointSliceResolver:
             return await self.fallback.resolve(service)
         where = pick_endpoint(listing.items or [], service_port(svc, service.port))
         if where is None:
-            # No slices, or no ready endpoint yet: the Service name (a caller retries on failure).
+            if getattr(svc.spec, "selector", None):
+                # Pods back this Service and none is ready yet: binding now would hand the app an
+                # address that cannot answer. The placement waits and retries instead.
+                raise NoReadyEndpoint(f"Service {service.namespace}/{service.name} has no ready endpoint yet")
+            # A Service without selector (endpoints managed elsewhere, ExternalName): its DNS name.
             return await self.fallback.resolve(service)
         return where

@@ -107,7 +107,9 @@ class RedisPool:
     """redis-py's blocking pool (LIFO, checks a reused connection for EOF before handing it out)
     with retries off: a retry would double the worst-case latency and re-run non-idempotent INCRs."""
 
-    def __init__(self, where: HostPort, settings: PoolSettings, on_failure: FailureHook | None = None) -> None:
+    def __init__(
+        self, where: HostPort, settings: PoolSettings, on_failure: FailureHook | None = None
+    ) -> None:
         self.where = where
         hook = (lambda: on_failure(where)) if on_failure else None
         self.breaker = Breaker(f"redis {where.host}:{where.port}", settings.breaker_cooldown_s, hook)

@@ -8,7 +8,11 @@ placement goes away.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import logging
+import threading
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
@@ -23,6 +27,8 @@ from . import redis_kv, sql
 from .bindings import AppBinding, Bindings
 from .namespacing import KeySpace
 from .pools import EndpointResolver, HostPort, MysqlTarget, Pools, PoolSettings
+
+log = logging.getLogger(__name__)
 
 KIND_CAPABILITY = {"redis": redis_kv.CAPABILITY, "mysql": sql.CAPABILITY}
 
@@ -53,8 +59,13 @@ class CapabilityHost:
     ) -> None:
         self.resolver = resolver
         self.secrets = secrets
-        self.pools = Pools(settings)
+        self.pools = Pools(settings, on_failure=self._endpoint_failed)
         self.bindings = Bindings()
+        self._requested: dict[tuple[str, str], tuple[DependencyEndpoint, ...]] = {}
+        self._failed: set[HostPort] = set()
+        self._failed_lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def register_into(self, registry: HostFunctionRegistry) -> None:
         registry.register_all(redis_kv.functions(bindings=self.bindings, pools=self.pools))
@@ -95,6 +106,7 @@ class CapabilityHost:
             mysql_deps[dep.name] = MysqlTarget(where, dep.user or app, password, dep.database)
         binding = AppBinding(KeySpace(namespace, app, frozenset(shared_by)), redis_deps, mysql_deps)
         self.bindings.set(binding)
+        self._requested[(namespace, app)] = tuple(dependencies)
         return binding
 
     async def _password(self, namespace: str, dep: DependencyEndpoint) -> str:
@@ -118,6 +130,65 @@ class CapabilityHost:
 
     def unbind_app(self, *, namespace: str, app: str) -> None:
         self.bindings.remove(namespace, app)
+        self._requested.pop((namespace, app), None)
+
+    # --- keeping addresses current --------------------------------------------------------------
+
+    def _endpoint_failed(self, where: HostPort) -> None:
+        """Pool hook (worker thread): a connection to `where` failed; re-resolve soon."""
+        forget = getattr(self.resolver, "forget", None)
+        if callable(forget):
+            forget(where)
+        with self._failed_lock:
+            self._failed.add(where)
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(wake.set)
+
+    async def refresh(self) -> list[tuple[str, str]]:
+        """Resolve every bound app's dependencies again; rebind those whose address changed (a pod
+        moved). Keeps the old address when resolving fails. Returns the apps rebound."""
+        with self._failed_lock:
+            self._failed.clear()
+        changed = []
+        for key, deps in list(self._requested.items()):
+            binding = self.bindings.get(*key)
+            if binding is None:
+                continue
+            redis_deps, mysql_deps = dict(binding.redis), dict(binding.mysql)
+            for dep in deps:
+                try:
+                    where = await self.resolver.resolve(dep.service)
+                except Exception as e:
+                    log.warning("re-resolving %s of %s/%s: %s", dep.name, *key, e)
+                    continue
+                if dep.name in redis_deps and redis_deps[dep.name] != where:
+                    redis_deps[dep.name] = where
+                elif dep.name in mysql_deps and mysql_deps[dep.name].where != where:
+                    mysql_deps[dep.name] = dataclasses.replace(mysql_deps[dep.name], where=where)
+            if redis_deps != binding.redis or mysql_deps != binding.mysql:
+                log.info("dependencies of %s/%s moved: %s %s", *key, redis_deps, mysql_deps)
+                self.bindings.set(dataclasses.replace(binding, redis=redis_deps, mysql=mysql_deps))
+                changed.append(key)
+        return changed
+
+    async def keep_fresh(self, *, interval_s: float = 5.0) -> None:
+        """Run until cancelled: refresh() every `interval_s`, and at once after a connection
+        failure (the resolver's cache is dropped for that address, so the cluster is asked)."""
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+                self._wake.clear()
+                try:
+                    await self.refresh()
+                except Exception:
+                    log.exception("refreshing dependency addresses")
+                await asyncio.sleep(min(1.0, interval_s))  # a dead endpoint must not spin us
+        finally:
+            self._loop = self._wake = None
 
     def redis_trigger(
         self,
