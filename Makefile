@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/hack
 
-.PHONY: help setup tools lint test test-unit test-integration crds dashboards up down status demo clean bench-schedule bench-coldstart
+.PHONY: help setup tools lint test test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ lint: setup ## ruff and mypy
 
 crds: setup ## regenerate crds/ and charts/shoal/crds/ from the pydantic models
 	$(PY) hack/gen_crds.py
+
+docs: setup ## regenerate docs/wasmapp-reference.md and docs/metrics.md from the models and metric classes
+	$(PY) hack/gen_docs.py
 
 dashboards: setup ## regenerate the Grafana dashboards and the PrometheusRule from hack/dashboards
 	$(PY) hack/gen_dashboards.py

@@ -79,6 +79,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
             len(cache.apps),
             len(cache.placements),
         )
+        reconciler.existing_at_start = frozenset(cache.apps)
         reconciler.enqueue_all()
 
         registry = kopf.OperatorRegistry()

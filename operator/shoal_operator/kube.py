@@ -114,11 +114,7 @@ class Kube:
             "count": 1,
         }
         try:
-            # The response is not needed: skipping its model deserialization matters at scale.
-            response = await self.core.create_namespaced_event(
-                meta["namespace"], body, _preload_content=False
-            )
-            response.release()
+            await send_unparsed(self.core.create_namespaced_event, meta["namespace"], body)
         except ApiException as e:
             logger.warning(
                 "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.reason
@@ -166,7 +162,8 @@ class Kube:
             "Service": self.core.patch_namespaced_service,
             "EndpointSlice": self.discovery.patch_namespaced_endpoint_slice,
         }[kind]
-        await patch(
+        await send_unparsed(
+            patch,
             meta["name"],
             meta["namespace"],
             dict(body),
@@ -191,3 +188,17 @@ class Kube:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+async def send_unparsed(call: Any, *args: Any, **kwargs: Any) -> None:
+    """Make an API call whose answer we do not need, without decoding it into client models (costly
+    at scale). The generated client only checks the status when it decodes, so check it here."""
+    response = await call(*args, _preload_content=False, **kwargs)
+    try:
+        if not 200 <= response.status <= 299:
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = await response.read()
+            error.headers = response.headers
+            raise error
+    finally:
+        response.release()

@@ -66,6 +66,9 @@ class Reconciler:
     _published: dict[str, str] = field(default_factory=dict)
     """App key -> the Service/EndpointSlices last written, so unchanged ones are not rewritten."""
     _published_slices: dict[str, set[str]] = field(default_factory=dict)
+    existing_at_start: frozenset[str] = frozenset()
+    """Apps that existed when this replica started (from the warm-up listing): only their slices
+    may have been written by an earlier leader and need a listing to prune."""
 
     # --- queueing -------------------------------------------------------------------------------
 
@@ -349,6 +352,8 @@ class Reconciler:
             await self.kube.apply(body)
         wanted = endpoints.slice_names(desired[1:])
         known = self._published_slices.get(app.key)
+        if known is None and app.key not in self.existing_at_start:
+            known = set()  # a new app: no earlier run can have published slices for it
         if known is None:  # first time since start: whatever an earlier run left behind
             await self.kube.prune_endpoint_slices(ns, name, keep=wanted)
         else:
@@ -382,7 +387,8 @@ class Reconciler:
             controller=True,
             block_owner_deletion=True,
         )
-        for node in actions.create:
+
+        async def create(node: str) -> None:
             placement = WasmPlacement(
                 metadata=ObjectMeta(
                     name=placement_name(app=app.metadata.name or "", node=node),
@@ -397,8 +403,10 @@ class Reconciler:
             except ApiException as e:
                 if e.status != 409:
                     raise
-                continue  # already there: the watch will tell us about it
+                return  # already there: the watch will tell us about it
             self.cache.remember_placement(WasmPlacement.from_k8s(created))
+
+        await asyncio.gather(*(create(node) for node in actions.create))
         for old in actions.update:
             spec = specs[old.node]
             await self.kube.replace_placement_spec(ns, old.name, spec.to_dict())

@@ -40,7 +40,11 @@ class OperatorProcess:
             log_dir=self.workdir,
             env={"KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.extra_env},
         )
-        wait_until(self._metrics_up, what=f"{self.identity} metrics endpoint", timeout=30, proc=self.proc)
+        try:
+            wait_until(self._metrics_up, what=f"{self.identity} metrics endpoint", timeout=30, proc=self.proc)
+        except BaseException:
+            self.stop()  # never leave a half-started operator behind
+            raise
 
     def _metrics_up(self) -> bool:
         try:
