@@ -55,6 +55,9 @@ class ClusterCache:
         default_factory=lambda: defaultdict(dict)
     )
     """(namespace, app, dependency) -> pod uid -> where it runs and whether it is Ready."""
+    topology_epoch: int = 0
+    """Bumped whenever something that can change a decision changes: nodes, their pod requests,
+    agents and their budgets. An app decided at the current epoch needs no new decision."""
     _pods: dict[str, tuple[str, Resources]] = field(default_factory=dict)
     _pod_requests: dict[str, Resources] = field(default_factory=dict)
 
@@ -63,11 +66,11 @@ class ClusterCache:
     def apply_node(self, event: str, body: Mapping[str, Any]) -> bool:
         name = body["metadata"]["name"]
         if event == "DELETED":
-            return self.nodes.pop(name, None) is not None
+            return self._bump(self.nodes.pop(name, None) is not None)
         node = node_from_body(body, pod_requests=self._pod_requests.get(name, NO_RESOURCES))
         old = self.nodes.get(name)
         self.nodes[name] = node
-        return old != node
+        return self._bump(old != node)
 
     def apply_pod(self, event: str, body: Mapping[str, Any]) -> tuple[bool, str | None]:
         """Returns (node capacity changed, key of the app whose dependency pod this is)."""
@@ -100,7 +103,7 @@ class ClusterCache:
             self._pod_requests[node] = total + req if sign > 0 else total - req
             if node in self.nodes:
                 self.nodes[node] = _with_pod_requests(self.nodes[node], self._pod_requests[node])
-        return True, app_key
+        return self._bump(True), app_key
 
     # --- agents --------------------------------------------------------------------------------
 
@@ -116,12 +119,12 @@ class ClusterCache:
             if record is None:
                 return False
             record.renew_time = None
-            return True
+            return self._bump(True)
         record = self.agents.setdefault(node, AgentRecord(node=node))
         appeared = record.renew_time is None
         record.renew_time = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
         record.lease_duration_seconds = float(spec.get("leaseDurationSeconds") or 15)
-        return appeared
+        return self._bump(appeared)
 
     def apply_wasmnode(self, event: str, body: Mapping[str, Any]) -> bool:
         node = body["metadata"]["name"]
@@ -135,7 +138,12 @@ class ClusterCache:
             record.capacity = Resources(int(cap.get("cpuMillis", 0)), int(cap.get("memoryBytes", 0)))
             endpoint = spec.get("endpoint")
             record.endpoint = (str(endpoint["host"]), int(endpoint["port"])) if endpoint else None
-        return old != (record.capacity, record.endpoint)
+        return self._bump(old != (record.capacity, record.endpoint))
+
+    def _bump(self, changed: bool) -> bool:
+        if changed:
+            self.topology_epoch += 1
+        return changed
 
     # --- shoal objects -------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ class Reconciler:
     """App key -> the Service/EndpointSlices last written, so unchanged ones are not rewritten."""
     _published_slices: dict[str, set[str]] = field(default_factory=dict)
     existing_at_start: frozenset[str] = frozenset()
+    _decided: dict[str, tuple[int, int, AppDecision]] = field(default_factory=dict)
+    """App key -> (generation, topology epoch, decision) of its last scheduling decision."""
     """Apps that existed when this replica started (from the warm-up listing): only their slices
     may have been written by an earlier leader and need a listing to prune."""
 
@@ -138,6 +140,7 @@ class Reconciler:
             if lost:
                 logger.info("agent heartbeat expired on %s: rescheduling their placements", sorted(lost))
             self._fresh_agents = fresh
+            self.cache.topology_epoch += 1  # a heartbeat expiring is a change no watch event reports
             self.enqueue_affected_by_nodes(frozenset(changed))
 
     # --- one batch ------------------------------------------------------------------------------
@@ -153,15 +156,23 @@ class Reconciler:
         prepared = await asyncio.gather(*(self._prepare(app) for app in apps))
 
         now = self.clock()
-        self._fresh_agents = self.cache.fresh_agents(now)
+        self._check_agents()
         ready_to_place = [
             (a, p) for a, p in zip(apps, prepared, strict=True) if p.problem is None and p.digest
         ]
+        decisions: list[AppDecision] = []
+        to_decide = []
+        for app, _ in ready_to_place:
+            settled = self._settled_decision(app)
+            if settled is not None:
+                decisions.append(settled)
+            else:
+                to_decide.append(app)
         requests = [
             adapt.app_request(app, dependency_nodes=adapt.dependency_nodes(self.cache, app))
-            for app, _ in ready_to_place
+            for app in to_decide
         ]
-        decisions: list[AppDecision] = []
+        generations = {app.key: app.metadata.generation or 0 for app in to_decide}
         pending = iter_decisions(cluster=adapt.cluster_state(self.cache, now=now), apps=requests, now=now)
         while True:
             decide_start = time.perf_counter()
@@ -170,6 +181,7 @@ class Reconciler:
                 break
             self.metrics.decision_seconds.observe(time.perf_counter() - decide_start)
             decisions.append(decision)
+            self._decided[decision.app] = (generations[decision.app], self.cache.topology_epoch, decision)
             # A batch of a thousand decisions is seconds of CPU: let the Lease renewal and the
             # watch streams run in between, or the leader loses its Lease mid-batch.
             await asyncio.sleep(0)
@@ -202,6 +214,26 @@ class Reconciler:
             self.metrics.placements.labels(node=node).set(count)
         self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
+    def _settled_decision(self, app: WasmApp) -> AppDecision | None:
+        """The last decision, if deciding again could not change it: same generation, nothing
+        changed in nodes or agents since (the topology epoch), every replica placed, and the
+        placements are where it put them. Placement status events (agents reporting) then cost no
+        scheduling at all, which at a thousand apps is most of the operator's CPU."""
+        last = self._decided.get(app.key)
+        if last is None:
+            return None
+        generation, epoch, decision = last
+        if generation != (app.metadata.generation or 0) or epoch != self.cache.topology_epoch:
+            return None
+        if not decision.fully_scheduled:
+            return None
+        live = {
+            p.spec.node_name
+            for p in self.cache.app_placements(app.key)
+            if p.metadata.deletion_timestamp is None
+        }
+        return decision if live == set(decision.nodes) else None
+
     def _forget(self, key: str) -> None:
         for store in (
             self._prepared,
@@ -210,6 +242,7 @@ class Reconciler:
             self._last_message,
             self._published,
             self._published_slices,
+            self._decided,
         ):
             store.pop(key, None)
 
