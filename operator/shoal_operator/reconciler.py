@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -450,34 +449,17 @@ class Reconciler:
             await self.kube.delete_placement(ns, old.name)
             self.cache.forget_placement(ns, old.name)
 
-        if actions.create:
-            await self.kube.event(
-                app.to_k8s(),
-                type_="Normal",
-                reason="Scheduled",
-                message=f"placed on {', '.join(actions.create)}",
-            )
-        if actions.delete:
-            await self.kube.event(
-                app.to_k8s(),
-                type_="Normal",
-                reason="Descheduled",
-                message=f"removed from {', '.join(sorted(p.node for p in actions.delete))}",
-            )
-        if actions.update:
-            await self.kube.event(
-                app.to_k8s(),
-                type_="Normal",
-                reason="RollingUpdate",
-                message=f"updating {', '.join(sorted(p.node for p in actions.update))}"
-                + (f" ({actions.held_back} held back by maxUnavailable)" if actions.held_back else ""),
-            )
+        held = f" ({actions.held_back} held back by maxUnavailable)" if actions.held_back else ""
+        for reason, verb, nodes, suffix in (
+            ("Scheduled", "placed on", actions.create, ""),
+            ("Descheduled", "removed from", tuple(p.node for p in actions.delete), ""),
+            ("RollingUpdate", "updating", tuple(p.node for p in actions.update), held),
+        ):
+            if nodes:
+                message = f"{verb} {', '.join(sorted(nodes))}{suffix}"
+                await self.kube.event(app.to_k8s(), type_="Normal", reason=reason, message=message)
         if actions.held_back or actions.waiting_for_termination:
             self._retry_later(app.key)
-
-
-def owner_body(app: WasmApp) -> dict[str, Any]:
-    return app.to_k8s()
 
 
 def api_message(error: ApiException) -> str:
