@@ -138,7 +138,9 @@ class ResourceRequests(KubeModel):
     """What the scheduler reserves on a node for one replica."""
 
     cpu: Quantity = "10m"
+    """CPU reserved per replica on its node (Kubernetes quantity, e.g. 50m)."""
     memory: Quantity = "32Mi"
+    """Memory reserved per replica on its node (Kubernetes quantity, e.g. 64Mi)."""
 
     @property
     def cpu_millis(self) -> int:
@@ -254,6 +256,7 @@ class MysqlDependency(KubeModel):
     """A MySQL database; provisioned by the operator unless serviceRef is set."""
 
     database: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
+    """Database the app uses (created when the operator provisions the server)."""
     storage: Quantity = "1Gi"
     """Size of the PersistentVolumeClaim when the operator provisions the server."""
     password_secret: KeySelector | None = None
@@ -264,7 +267,9 @@ class ServiceRef(KubeModel):
     """An existing Service to use instead of provisioning the dependency."""
 
     name: DnsLabel
+    """Name of the Service."""
     port: int = Field(ge=1, le=65535)
+    """Service port the app connects to."""
     namespace: DnsLabel | None = None
     """Defaults to the app's namespace."""
 
@@ -283,6 +288,7 @@ class Dependency(KubeModel):
     )
 
     name: DnsLabel
+    """How the module names this dependency in host calls (and in a redis trigger)."""
     redis: RedisDependency | None = None
     mysql: MysqlDependency | None = None
     service_ref: ServiceRef | None = None
@@ -337,7 +343,9 @@ class Spread(KubeModel):
     """Spread replicas over topology domains, like a pod topologySpreadConstraint."""
 
     max_skew: int = Field(default=1, ge=1, le=1000)
+    """Largest allowed difference in replicas between two topology domains."""
     topology_key: str = Field(default="topology.kubernetes.io/zone", min_length=1, max_length=316)
+    """Node label whose values are the topology domains."""
 
 
 class Placement(KubeModel):
@@ -346,7 +354,9 @@ class Placement(KubeModel):
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict, json_schema_extra={"maxProperties": 64}
     )
+    """Node labels a node must have to run a replica."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    """Taints the replicas tolerate (core/v1 semantics)."""
     spread: Spread | None = None
     prefer_near_dependencies: bool = True
     """Prefer nodes running (or in the same zone as) the app's dependency pods."""
@@ -415,12 +425,15 @@ class WasmAppSpec(KubeModel):
 
     module: ModuleRef
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    """Nodes to run the module on (one replica per node); `kubectl scale` sets it."""
     trigger: Trigger
     resources: Resources = Field(default_factory=Resources, json_schema_extra=object_default())
     env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV, json_schema_extra=list_map("name"))
+    """Environment variables of every instance (WASI env); values or Secret/ConfigMap keys."""
     dependencies: list[Dependency] = Field(
         default_factory=list, max_length=MAX_DEPENDENCIES, json_schema_extra=list_map("name")
     )
+    """Redis and MySQL the app uses: provisioned as StatefulSets, or an existing Service (serviceRef)."""
     placement: Placement = Field(default_factory=Placement, json_schema_extra=object_default())
     rollout: Rollout = Field(default_factory=Rollout, json_schema_extra=object_default())
     capabilities: Capabilities | None = None
@@ -464,9 +477,11 @@ class WasmAppStatus(KubeModel):
     """Observed state, written by the operator."""
 
     observed_generation: int | None = None
+    """metadata.generation this status describes."""
     replicas: int = 0
     """Placements that exist (the /scale subresource reads this)."""
     ready_replicas: int = 0
+    """Placements whose agent reports them ready and heartbeats."""
     ready_summary: str | None = Field(default=None, max_length=32)
     """"ready/desired", for the READY printer column."""
     trigger_summary: str | None = Field(default=None, max_length=300)
@@ -478,6 +493,7 @@ class WasmAppStatus(KubeModel):
     placements: list[PlacementSummary] = Field(
         default_factory=list, max_length=MAX_REPLICAS, json_schema_extra=list_map("node")
     )
+    """Where each replica runs and its state."""
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16, json_schema_extra=list_map("type")
     )
