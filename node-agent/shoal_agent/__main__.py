@@ -69,11 +69,13 @@ async def run(
     cfg: AgentConfig,
     *,
     stop: asyncio.Event | None = None,
+    api: client.ApiClient | None = None,
     host_functions: HostFunctionRegistry | None = None,
     trigger_factories: dict[str, TriggerFactory] | None = None,
     listeners: Sequence[BindingsListener] = (),
 ) -> int:
-    """Run until `stop` is set (or SIGTERM/SIGINT); the plug points are for capability code."""
+    """Run until `stop` is set (or SIGTERM/SIGINT); the plug points are for capability code.
+    `api` lets the caller share its client (the caller then closes it)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,7 +84,9 @@ async def run(
     metrics = AgentMetrics(cfg.node_name)
     runtime = WasmRuntime(metrics, cache_dir=cfg.module_cache_dir, host_functions=host_functions)
     router = HttpRouter()
-    api = await api_client(cfg)
+    owns_api = api is None
+    if api is None:
+        api = await api_client(cfg)
     registration = Registration(api, cfg, wasmtime_version=wasmtime_version(), agent_version=agent_version())
     ctx = AgentContext(
         cfg=cfg,
@@ -140,7 +144,8 @@ async def run(
             log.warning("interrupting guests still running after the grace period")
             await asyncio.to_thread(_interrupt_guests, runtime, deadline_ticks + 2)
         await asyncio.to_thread(runtime.close)
-        await api.close()
+        if owns_api:
+            await api.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")
@@ -174,6 +179,7 @@ async def run_with_capabilities(cfg: AgentConfig) -> int:
     try:
         return await run(
             cfg,
+            api=api,
             host_functions=caps.host.registry(),
             trigger_factories={"redis": caps.redis_trigger},
             listeners=[caps],

@@ -7,6 +7,7 @@ projections, not whole objects, so a 200-node cluster with thousands of pods sta
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,7 +103,9 @@ class ClusterCache:
             total = self._pod_requests.get(node, NO_RESOURCES)
             self._pod_requests[node] = total + req if sign > 0 else total - req
             if node in self.nodes:
-                self.nodes[node] = _with_pod_requests(self.nodes[node], self._pod_requests[node])
+                self.nodes[node] = dataclasses.replace(
+                    self.nodes[node], pod_requests=self._pod_requests[node]
+                )
         return self._bump(True), app_key
 
     # --- agents --------------------------------------------------------------------------------
@@ -224,18 +227,6 @@ def node_from_body(body: Mapping[str, Any], *, pod_requests: Resources) -> Node:
 
 def _effect(value: Any) -> TaintEffect:
     return value if value in ("NoSchedule", "PreferNoSchedule", "NoExecute") else "NoSchedule"
-
-
-def _with_pod_requests(node: Node, requests: Resources) -> Node:
-    return Node(
-        name=node.name,
-        labels=node.labels,
-        taints=node.taints,
-        ready=node.ready,
-        unschedulable=node.unschedulable,
-        allocatable=node.allocatable,
-        pod_requests=requests,
-    )
 
 
 def _pod_ready(body: Mapping[str, Any]) -> bool:
