@@ -67,6 +67,18 @@ def dependency_nodes(cache: ClusterCache, app: WasmApp) -> frozenset[str]:
     )
 
 
+def unbound_dependencies(cache: ClusterCache, app: WasmApp) -> list[str]:
+    """Provisioned dependencies none of whose pods is bound to a node yet (serviceRef ones are the
+    user's: we cannot see their pods)."""
+    ns, name = app.metadata.namespace or "", app.metadata.name or ""
+    return [
+        dep.name
+        for dep in app.spec.dependencies
+        if dep.service_ref is None
+        and not any(pod.node for pod in cache.dependency_pods.get((ns, name, dep.name), {}).values())
+    ]
+
+
 def cluster_state(cache: ClusterCache, *, now: datetime) -> ClusterState:
     """Agents without a WasmNode yet have no budget, so they count as absent."""
     agents = tuple(

@@ -19,5 +19,9 @@ class OperatorConfig:
     """Every app is reconciled at least this often, whatever the watches said."""
     tick_seconds: float = 1.0
     """How often agent heartbeats are checked for expiry (a Lease expires silently: no event)."""
+    dependency_wait_seconds: float = 30.0
+    """How long a new app with preferNearDependencies waits for its dependency pods to be bound
+    before it is placed anyway: the operator creates them in the same reconcile, so without the
+    wait the first placement could never be near them."""
     write_concurrency: int = 32
     """API writes in flight at once while applying a batch of decisions."""

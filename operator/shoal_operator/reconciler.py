@@ -66,6 +66,8 @@ class Reconciler:
     """App key -> the Service/EndpointSlices last written, so unchanged ones are not rewritten."""
     _published_slices: dict[str, set[str]] = field(default_factory=dict)
     existing_at_start: frozenset[str] = frozenset()
+    _dependency_wait: dict[str, float] = field(default_factory=dict)
+    """App key -> when it started waiting for its dependency pods to be bound."""
     _decided: dict[str, tuple[int, int, AppDecision]] = field(default_factory=dict)
     """App key -> (generation, topology epoch, decision) of its last scheduling decision."""
     """Apps that existed when this replica started (from the warm-up listing): only their slices
@@ -157,7 +159,9 @@ class Reconciler:
         now = self.clock()
         self._check_agents()
         ready_to_place = [
-            (a, p) for a, p in zip(apps, prepared, strict=True) if p.problem is None and p.digest
+            (a, p)
+            for a, p in zip(apps, prepared, strict=True)
+            if p.problem is None and p.digest and not self._waits_for_dependency_pods(a)
         ]
         decisions: list[AppDecision] = []
         to_decide = []
@@ -213,6 +217,23 @@ class Reconciler:
             self.metrics.placements.labels(node=node).set(count)
         self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
+    def _waits_for_dependency_pods(self, app: WasmApp) -> bool:
+        """A new app that prefers its dependencies' nodes is placed once their pods are bound (a pod
+        event requeues it), or when `dependency_wait_seconds` have passed, whichever comes first."""
+        if not app.spec.placement.prefer_near_dependencies or self.cache.app_placements(app.key):
+            self._dependency_wait.pop(app.key, None)
+            return False
+        if not adapt.unbound_dependencies(self.cache, app):
+            self._dependency_wait.pop(app.key, None)
+            return False
+        started = self._dependency_wait.get(app.key)
+        if started is None:
+            self._dependency_wait[app.key] = time.monotonic()
+            delay = self.config.dependency_wait_seconds
+            asyncio.get_running_loop().call_later(delay, self.enqueue, app.key)
+            return True
+        return time.monotonic() - started < self.config.dependency_wait_seconds
+
     def _settled_decision(self, app: WasmApp) -> AppDecision | None:
         """The last decision, if deciding again could not change it: same generation, nothing
         changed in nodes or agents since (the topology epoch), every replica placed, and the
@@ -242,6 +263,7 @@ class Reconciler:
             self._published,
             self._published_slices,
             self._decided,
+            self._dependency_wait,
         ):
             store.pop(key, None)
 
