@@ -425,6 +425,14 @@ async def test_pubsub_trigger_runs_scoreboard_per_message(
     finally:
         await trigger.stop()
     assert not trigger.subscribed.is_set()
+
+    # stop() closes the subscriber's connection; Redis drops the subscription when it reads the close,
+    # a moment later, so wait (bounded) for the server to count no subscriber before publishing.
+    def no_subscriber() -> bool:
+        ((_, count),) = cast(list[tuple[bytes, int]], rclient.pubsub_numsub(f"{NS}/clicks"))
+        return count == 0
+
+    await wait_for(no_subscriber, within=5)
     assert rclient.publish(f"{NS}/clicks", "{}") == 0  # unsubscribed
 
 
