@@ -13,9 +13,8 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.error
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from tests.harness.agentproc import AgentProcess
 from tests.harness.fakeagents import AGENT_NAMESPACE
 from tests.harness.kubehttp import KubeHttp
 from tests.harness.operatorproc import OperatorProcess
+from tests.harness.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -238,17 +238,6 @@ def status_of(kube: KubeHttp, namespace: str, app: str) -> dict[str, Any]:
     status: dict[str, Any] = obj.get("status") or {}
     status["_templateHash"] = obj["spec"]["templateHash"]
     return status
-
-
-async def eventually(check: Callable[[], Any], *, within: float = 30, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out after {within}s waiting for {what} (last: {last!r})")
 
 
 async def wait_state(

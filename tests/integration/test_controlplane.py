@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from tests.harness.waiting import eventually
+
 pytestmark = pytest.mark.integration
 
 GROUP = "smoke.shoal.dev"
 CRD_NAME = f"widgets.{GROUP}"
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 60, what: str) -> Any:
-    """Poll until `check` returns something truthy; fail with `what` when time runs out."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 def widget_crd() -> dict[str, Any]:
@@ -83,7 +70,7 @@ async def widget_crd_installed(api: client.ApiClient) -> None:
         crd = await ext.read_custom_resource_definition(CRD_NAME)
         return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
 
-    await eventually(established, what="the CRD to be Established")
+    await eventually(established, within=60, what="the CRD to be Established")
 
     async def served() -> bool:
         # Established comes a moment before the storage behind it: the apiserver answers
@@ -96,7 +83,7 @@ async def widget_crd_installed(api: client.ApiClient) -> None:
             raise
         return True
 
-    await eventually(served, what="the CRD's storage to serve lists")
+    await eventually(served, within=60, what="the CRD's storage to serve lists")
 
 
 def widget(name: str, **spec: Any) -> dict[str, Any]:
@@ -195,7 +182,7 @@ async def test_deployment_pods_are_scheduled_to_kwok_nodes_and_garbage_collected
         sets = (await apps.list_namespaced_replica_set(namespace, label_selector="app=web")).items
         return sets[0] if sets else None
 
-    rs = await eventually(replicaset, what="the Deployment's ReplicaSet")
+    rs = await eventually(replicaset, within=60, what="the Deployment's ReplicaSet")
     assert rs.metadata.owner_references[0].kind == "Deployment"
 
     async def running_pods() -> list[Any]:
@@ -203,7 +190,7 @@ async def test_deployment_pods_are_scheduled_to_kwok_nodes_and_garbage_collected
         running = [p for p in pods if p.status.phase == "Running" and p.spec.node_name]
         return running if len(running) == 3 else []
 
-    pods = await eventually(running_pods, what="3 Running pods bound by kube-scheduler")
+    pods = await eventually(running_pods, within=60, what="3 Running pods bound by kube-scheduler")
     node_names = {n.metadata.name for n in (await core.list_node()).items}
     for pod in pods:
         assert pod.spec.node_name in node_names
@@ -214,4 +201,4 @@ async def test_deployment_pods_are_scheduled_to_kwok_nodes_and_garbage_collected
     async def pods_gone() -> bool:
         return not (await core.list_namespaced_pod(namespace, label_selector="app=web")).items
 
-    await eventually(pods_gone, what="the garbage collector to delete the pods")
+    await eventually(pods_gone, within=60, what="the garbage collector to delete the pods")

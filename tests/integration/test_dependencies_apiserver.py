@@ -9,8 +9,6 @@ disk is ever touched.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,20 +27,9 @@ from shoal_operator.dependencies import (
     generated_secret_name,
     render_dependency,
 )
+from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 60, what: str) -> Any:
-    """Poll until `check` returns something truthy; fail with `what` when time runs out."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.3)
 
 
 async def create_app(api: client.ApiClient, namespace: str, *deps: dict[str, Any]) -> WasmApp:
@@ -137,7 +124,7 @@ async def test_unbound_claims_keep_dependency_pods_pending(
         conditions = (pod.status.conditions or []) if pod else []
         return any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conditions) and pod
 
-    pod = await eventually(unschedulable, what="kube-scheduler to give up on the unbound claim")
+    pod = await eventually(unschedulable, within=60, what="kube-scheduler to give up on the unbound claim")
     assert pod.status.phase == "Pending"
     assert not pod.spec.node_name
 
@@ -165,7 +152,7 @@ async def test_dependencies_run_and_are_collected_with_the_app_except_retained_d
             pod = await pod_of(api, namespace, "tally", dep)
             return pod if pod and pod.status.phase == "Running" and pod.spec.node_name else None
 
-        pod = await eventually(running, what=f"the {dep} pod to be scheduled and Running")
+        pod = await eventually(running, within=60, what=f"the {dep} pod to be scheduled and Running")
         assert pod.spec.node_name in node_names
         assert pod.metadata.owner_references[0].kind == "StatefulSet"
 

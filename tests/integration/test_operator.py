@@ -22,9 +22,12 @@ from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
 from localcluster.tools import tool
 from shoal_agent.oci import push_wasm
+from shoal_operator.dependencies import DATA_VOLUME
 from tests.harness.fakeagents import LEASE_SECONDS, FakeAgents
 from tests.harness.kubehttp import KubeHttp
+from tests.harness.kubestate import describe_namespace
 from tests.harness.operatorproc import OperatorProcess
+from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -79,17 +82,6 @@ def apply_app(kubeconfig: Path, namespace: str, name: str, image: str, **spec: A
         "spec": {"module": {"image": image}, "trigger": {"http": {"path": f"/{name}"}}} | spec,
     }
     kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(body))
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 30, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    pytest.fail(f"timed out after {within}s waiting for {what} (last: {last!r})")
 
 
 class Shoal:
@@ -348,11 +340,15 @@ async def test_missing_secret_becomes_a_condition(
 
 
 @pytest.fixture
-def static_volumes(kubeconfig: Path) -> Iterator[list[str]]:
-    """PersistentVolumes with no class, the way static provisioning works: the PV controller binds
-    dependency claims to them. hostPath, and kwok runs no pod, so nothing touches the disk."""
-    names = [f"shoal-test-pv-{i}" for i in range(4)]
-    for name in names:
+def static_volumes(kubeconfig: Path, namespace: str) -> Iterator[list[str]]:
+    """PersistentVolumes with no class, pre-bound (claimRef) to the claims the `whiskers` app's
+    StatefulSets will make, the way an administrator provisions statically. Pre-binding keeps
+    claims left in other tests' terminating namespaces from taking them. hostPath, and kwok runs
+    no pod, so nothing touches the disk."""
+    names = []
+    for dep in ("cache", "db"):
+        claim = f"{DATA_VOLUME}-whiskers-{dep}-0"
+        name = f"{namespace}-{claim}"[:253]
         pv = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
@@ -362,10 +358,12 @@ def static_volumes(kubeconfig: Path) -> Iterator[list[str]]:
                 "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": claim},
                 "hostPath": {"path": f"/tmp/{name}"},
             },
         }
         kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(pv))
+        names.append(name)
     yield names
     kubectl(kubeconfig, "delete", "pv", *names, "--ignore-not-found", "--wait=false")
 
@@ -400,7 +398,12 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
         }
         return running if set(running) == {"cache", "db"} else {}
 
-    pods = await eventually(dependency_pods, within=60, what="redis and mariadb pods Running on kwok nodes")
+    pods = await eventually(
+        dependency_pods,
+        within=60,
+        what="redis and mariadb pods Running on kwok nodes",
+        explain=lambda: describe_namespace(api, namespace),
+    )
     sets = {s.metadata.name for s in (await apps_api.list_namespaced_stateful_set(namespace)).items}
     assert sets == {"whiskers-cache", "whiskers-db"}
 
@@ -408,7 +411,12 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
         cond = await shoal.condition("whiskers", "DependenciesReady")
         return bool(cond and cond["status"] == "True")
 
-    await eventually(deps_ready, within=60, what="DependenciesReady=True")
+    await eventually(
+        deps_ready,
+        within=60,
+        what="DependenciesReady=True",
+        explain=lambda: describe_namespace(api, namespace),
+    )
 
     async def placed() -> list[str]:
         return await shoal.nodes_of("whiskers")
