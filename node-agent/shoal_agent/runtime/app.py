@@ -93,7 +93,7 @@ class LoadedApp:
         start = time.perf_counter()
         instantiated = start
         instance = None
-        store = wasmtime.Store(self.engine)
+        store = fastpath.RawStore(self.engine)
         argv = self._argv if request.args is None else CharArray([self._argv0, *encode_all(request.args)])
         env = self._env
         if request.env:
@@ -102,22 +102,28 @@ class LoadedApp:
         set_current(state)
         code: int | None
         try:
-            store.set_wasi(fastpath.wasi_config(argv, env, request.stdin))
-            store.set_limits(memory_size=limits.memory_bytes)
-            store.set_epoch_deadline(self.deadline_ticks)
-            instance = fastpath.instantiate(self.pre, store)
-            instantiated = time.perf_counter()
-            fastpath.call_export(store, instance, self._entry)
-            outcome, code, message = Outcome.OK, 0, ""
-        except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
-            outcome, code, message = self._classify(e, state, store, instance)
-        except KeyError as e:
-            outcome, code, message = Outcome.ERROR, None, f"module has no {e.args[0]!r} export to run"
+            try:
+                store.configure(
+                    argv=argv,
+                    env=env,
+                    stdin=request.stdin,
+                    memory_bytes=limits.memory_bytes,
+                    deadline_ticks=self.deadline_ticks,
+                )
+                instance = fastpath.instantiate(self.pre, store)
+                instantiated = time.perf_counter()
+                fastpath.call_export(store, instance, self._entry)
+                outcome, code, message = Outcome.OK, 0, ""
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+                outcome, code, message = self._classify(e, state, store, instance)
+            except KeyError as e:
+                outcome, code, message = Outcome.ERROR, None, f"module has no {e.args[0]!r} export to run"
         finally:
             set_current(None)
             metrics.active.dec()
             if instance is not None and instantiated == start:
                 instantiated = time.perf_counter()
+            store.close()
         end = time.perf_counter()
         if instance is not None:
             metrics.instance_start.observe(instantiated - start)
@@ -135,7 +141,7 @@ class LoadedApp:
             duration_seconds=end - start,
         )
 
-    def _memory_exhausted(self, store: wasmtime.Store, instance: object) -> bool:
+    def _memory_exhausted(self, store: fastpath.RawStore, instance: object) -> bool:
         if instance is None:
             return False
         size = fastpath.memory_size(store, instance)
@@ -145,7 +151,7 @@ class LoadedApp:
         self,
         exc: wasmtime.Trap | wasmtime.WasmtimeError,
         state: InvocationState,
-        store: wasmtime.Store,
+        store: fastpath.RawStore,
         instance: object,
     ) -> tuple[Outcome, int | None, str]:
         limits = self.spec.limits

@@ -23,6 +23,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from .errors import UndeclaredCapabilityError, UnknownImportError
+from .fastpath import held
 from .invocation import current
 
 ValKind = Literal["i32", "i64", "f32", "f64"]
@@ -40,11 +41,18 @@ _MEMORY = b"memory"
 _NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
 _string_at = ctypes.string_at
 _unpack_from = struct.unpack_from
+# Called from host functions, which run holding the GIL: releasing it there for a
+# sub-microsecond call only invites a thread switch (see fastpath).
+_trap_new = held("wasmtime_trap_new")
+_caller_export_get = held("wasmtime_caller_export_get")
+_caller_context = held("wasmtime_caller_context")
+_memory_data = held("wasmtime_memory_data")
+_memory_data_size = held("wasmtime_memory_data_size")
 
 
 def _trap(message: str) -> int:
     raw = message.encode("utf-8", "replace")
-    ptr = ffi.wasmtime_trap_new(raw, len(raw))
+    ptr = _trap_new(raw, len(raw))
     value: int = ctypes.cast(ptr, ctypes.c_void_p).value or 0
     return value
 
@@ -66,12 +74,12 @@ class HostCall:
     def _memory(self) -> tuple[int, int]:
         # Re-read every call: memory.grow may move it between host calls.
         item = ffi.wasmtime_extern_t()
-        if not ffi.wasmtime_caller_export_get(self._caller, _MEMORY, len(_MEMORY), ctypes.byref(item)):
+        if not _caller_export_get(self._caller, _MEMORY, len(_MEMORY), ctypes.byref(item)):
             raise HostTrap("guest exports no memory")
-        ctx = ffi.wasmtime_caller_context(self._caller)
-        ptr = ffi.wasmtime_memory_data(ctx, ctypes.byref(item.of.memory))
+        ctx = _caller_context(self._caller)
+        ptr = _memory_data(ctx, ctypes.byref(item.of.memory))
         base = ctypes.cast(ptr, ctypes.c_void_p).value or 0
-        return base, int(ffi.wasmtime_memory_data_size(ctx, ctypes.byref(item.of.memory)))
+        return base, int(_memory_data_size(ctx, ctypes.byref(item.of.memory)))
 
     def read(self, ptr: int, length: int) -> bytes:
         base, size = self._memory()
@@ -161,12 +169,12 @@ def _fd_write(_env: Any, caller: Any, vals: Any, _n: int) -> int:
             vals[0].i32 = ERRNO_INVAL
             return 0
         item = ffi.wasmtime_extern_t()
-        if not ffi.wasmtime_caller_export_get(caller, _MEMORY, 6, ctypes.byref(item)):
+        if not _caller_export_get(caller, _MEMORY, 6, ctypes.byref(item)):
             vals[0].i32 = ERRNO_FAULT
             return 0
-        ctx = ffi.wasmtime_caller_context(caller)
-        base = ctypes.cast(ffi.wasmtime_memory_data(ctx, ctypes.byref(item.of.memory)), ctypes.c_void_p).value
-        size = ffi.wasmtime_memory_data_size(ctx, ctypes.byref(item.of.memory))
+        ctx = _caller_context(caller)
+        base = ctypes.cast(_memory_data(ctx, ctypes.byref(item.of.memory)), ctypes.c_void_p).value
+        size = _memory_data_size(ctx, ctypes.byref(item.of.memory))
         if base is None or iovs + 8 * count > size or nwritten + 4 > size:
             vals[0].i32 = ERRNO_FAULT
             return 0

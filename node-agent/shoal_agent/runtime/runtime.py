@@ -1,8 +1,9 @@
-"""The agent's Wasm runtime: one Engine, its epoch ticker, the module cache, a worker pool.
+"""The agent's Wasm runtime: one Engine, its epoch ticker, the module cache, worker threads.
 
 `load_app` makes an app ready (compile or cache-load, link, pre-instantiate); `invoke` runs one
 invocation on a worker thread behind the app's concurrency limiter, so the event loop never
-blocks on guest code (wasmtime-py calls release the GIL while Wasm runs).
+blocks on guest code (wasmtime-py calls release the GIL while Wasm runs). Compiles get a pool of
+their own so a large module never queues invocations behind it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .hostfuncs import HostFunctionRegistry
 from .limiter import Busy
 from .module_cache import ModuleCache
 from .outcome import InvocationResult, Outcome
+from .workers import InvocationWorkers
 
 
 def default_cache_dir() -> Path:
@@ -47,10 +49,10 @@ class WasmRuntime:
         self.host_functions = host_functions or HostFunctionRegistry()
         self.ticker = EpochTicker(self.engine, tick_ms)
         self.ticker.start()
-        # About one worker per core: more threads only fight over the GIL between ctypes calls
-        # (measured on 2 cores, hello-c over HTTP: 1 worker ~1.98k rps, 2 ~1.85k, 4 ~1.45k).
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers or max(2, os.cpu_count() or 1), thread_name_prefix="shoal-wasm"
+        # About one worker per core: more threads only fight over the GIL between ctypes calls.
+        self._workers = InvocationWorkers(workers or max(2, os.cpu_count() or 1))
+        self._compilers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="shoal-compile"
         )
         self._apps: dict[tuple[str, str], LoadedApp] = {}
 
@@ -77,7 +79,7 @@ class WasmRuntime:
     async def load_app_async(self, spec: AppSpec, wasm: bytes, digest: str | None = None) -> LoadedApp:
         """`load_app` on a worker thread: compiling a large module takes seconds."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.load_app, spec, wasm, digest)
+        return await loop.run_in_executor(self._compilers, self.load_app, spec, wasm, digest)
 
     def get(self, namespace: str, name: str) -> LoadedApp | None:
         return self._apps.get((namespace, name))
@@ -94,19 +96,18 @@ class WasmRuntime:
             return InvocationResult(
                 Outcome.BUSY, message=f"app at its concurrency limit of {app.spec.limits.max_concurrency}"
             )
-        loop = asyncio.get_running_loop()
         try:
-            fut = self._pool.submit(app.invoke_sync, request)
+            # The slot is held until the guest really finishes, even if our caller stops waiting.
+            fut = self._workers.submit(lambda: app.invoke_sync(request), done=app.limiter.release)
         except BaseException:
             app.limiter.release()
             raise
-        # The slot is held until the guest really finishes, even if our caller stops waiting.
-        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(app.limiter.release))
-        return await asyncio.wrap_future(fut)
+        return await fut
 
     def close(self) -> None:
         self.ticker.stop()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._workers.close()
+        self._compilers.shutdown(wait=True, cancel_futures=True)
         self._apps.clear()
 
     def __enter__(self) -> WasmRuntime:
