@@ -56,6 +56,7 @@ class LocalObjectReference(KubeModel):
     """Reference to an object by name in the same namespace."""
 
     name: str = Field(min_length=1, max_length=DNS_SUBDOMAIN_MAX, pattern=DNS_SUBDOMAIN_PATTERN)
+    """Name of the object, looked up in the namespace of the object that refers to it."""
 
 
 class KeySelector(KubeModel):
@@ -99,11 +100,17 @@ class Condition(KubeModel):
     """metav1.Condition: the standard shape so kubectl wait and generic tooling understand it."""
 
     type: str = Field(min_length=1, max_length=316)
+    """What the condition reports on, in CamelCase (e.g. Ready); at most one condition per type."""
     status: Literal["True", "False", "Unknown"]
+    """Whether the condition currently holds (Unknown when that cannot be determined)."""
     reason: str = Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)
+    """Machine-readable CamelCase cause of the current status, e.g. Unschedulable."""
     message: str = Field(default="", max_length=32768)
+    """Human-readable details of the current status; may be empty."""
     last_transition_time: KubeTime
+    """When status last changed; a new reason or message alone does not move it."""
     observed_generation: int | None = Field(default=None, ge=0)
+    """metadata.generation the condition was computed from; unset when the writer does not track it."""
 
 
 def set_condition(

@@ -235,7 +235,9 @@ class EnvVar(KubeModel):
     )
 
     name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Variable name the module reads from its WASI environment."""
     value: str | None = Field(default=None, max_length=32768)
+    """Literal value, stored in the object as is; use valueFrom for secrets."""
     value_from: EnvVarSource | None = None
 
     @model_validator(mode="after")
@@ -332,11 +334,15 @@ class Toleration(KubeModel):
     )
 
     key: str | None = Field(default=None, max_length=316)
+    """Taint key to match; empty (with operator Exists) matches every taint."""
     operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists matches any value of the key; Equal requires the taint's value to equal value."""
     value: str | None = Field(default=None, max_length=63)
+    """Taint value to match with operator Equal; must be empty with Exists."""
     effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Empty matches all effects."""
     toleration_seconds: int | None = None
+    """Ignored (accepted for core/v1 compatibility): a matching toleration never expires."""
 
 
 class Spread(KubeModel):
@@ -469,8 +475,11 @@ class PlacementSummary(KubeModel):
     """One line per placement in WasmApp.status, so `kubectl get -o yaml` shows where it runs."""
 
     node: str = Field(max_length=DNS_SUBDOMAIN_MAX)
+    """Node the replica is placed on (the placement's spec.nodeName)."""
     state: PlacementState | None = None
+    """The placement's status.state; Pending until its agent has reported one."""
     ready: bool = False
+    """Counted as ready: the agent reports it ready on the current template and still heartbeats."""
 
 
 class WasmAppStatus(KubeModel):
@@ -497,6 +506,7 @@ class WasmAppStatus(KubeModel):
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16, json_schema_extra=list_map("type")
     )
+    """Scheduled, DependenciesReady, Degraded and Ready, kept current by the operator."""
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

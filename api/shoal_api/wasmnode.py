@@ -20,7 +20,9 @@ class NodeResources(KubeModel):
     """CPU in millicores and memory in bytes."""
 
     cpu_millis: int = Field(default=0, ge=0)
+    """CPU in millicores (1000 = one core), the unit of the placements' spec.requests.cpuMillis."""
     memory_bytes: int = Field(default=0, ge=0)
+    """Memory in bytes, the unit of the placements' spec.requests.memoryBytes."""
 
 
 class AgentEndpoint(KubeModel):
@@ -29,20 +31,25 @@ class AgentEndpoint(KubeModel):
     host: str = Field(min_length=1, max_length=253)
     """Pod IP or DNS name."""
     port: int = Field(ge=1, le=65535)
+    """Port of the agent's trigger server; the operator points HTTP apps' EndpointSlices at it."""
 
 
 class RuntimeVersions(KubeModel):
     """Versions reported by the agent, for compatibility checks and debugging."""
 
     wasmtime: str = Field(default="", max_length=64)
+    """Version of the wasmtime engine the agent runs modules with."""
     agent: str = Field(default="", max_length=64)
+    """Version of the shoal package the agent runs ("dev" when not installed as a package)."""
 
 
 class LeaseRef(KubeModel):
     """The coordination.k8s.io Lease the agent renews as its heartbeat."""
 
     name: str = Field(min_length=1, max_length=253)
+    """Lease name: shoal-agent- followed by the node name (shortened with a hash if too long)."""
     namespace: str = Field(min_length=1, max_length=63)
+    """Namespace the agent runs in, where its Lease lives."""
 
 
 class WasmNodeSpec(KubeModel):
@@ -59,9 +66,13 @@ class NodePlacement(KubeModel):
     """A placement the agent currently runs."""
 
     namespace: str = Field(max_length=63)
+    """Namespace of the WasmPlacement (and of its app)."""
     name: str = Field(max_length=DNS_SUBDOMAIN_MAX)
+    """Name of the WasmPlacement."""
     app: str = Field(default="", max_length=DNS_SUBDOMAIN_MAX)
+    """WasmApp the placement belongs to (its spec.app)."""
     state: PlacementState | None = None
+    """The placement's state as the agent sees it now (what it writes to the placement's status)."""
 
 
 class WasmNodeStatus(KubeModel):
@@ -72,9 +83,11 @@ class WasmNodeStatus(KubeModel):
     placements: list[NodePlacement] = Field(
         default_factory=list, max_length=1000, json_schema_extra=list_map("namespace", "name")
     )
+    """Every placement the agent holds for this node, whatever its state."""
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16, json_schema_extra=list_map("type")
     )
+    """Not set by the agent today (its liveness is the Lease in spec.lease); reserved for node conditions."""
 
 
 class WasmNode(KubeObject):

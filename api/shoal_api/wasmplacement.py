@@ -34,11 +34,13 @@ class ResolvedModule(KubeModel):
     """The module pinned to a digest, so every replica runs the same bytes."""
 
     image: str = Field(min_length=1, max_length=512)
+    """The WasmApp's image as declared; the agent pulls repository@digest once digest is set."""
     digest: str = Field(max_length=128, pattern=r"^(sha256:[a-f0-9]{64})?$")
     """sha256:<hex>; empty only while the operator has not resolved the tag yet."""
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list, max_length=16, json_schema_extra=list_map("name")
     )
+    """The WasmApp's pull Secrets; the agent reads them with its own RBAC to pull the module."""
 
     @property
     def reference(self) -> str:
@@ -56,23 +58,31 @@ class Limits(KubeModel):
     """Per-instance limits in integers: the agent does no quantity parsing."""
 
     memory_bytes: int = Field(ge=0)
+    """Linear memory limit of one instance, in bytes (the app's resources.memory)."""
     timeout_ms: int = Field(ge=0)
+    """Wall-clock limit of one invocation, in milliseconds (the app's resources.timeout)."""
     max_concurrency: int = Field(ge=1)
+    """Concurrent invocations on this replica; more wait briefly, then are refused as busy."""
 
 
 class Requests(KubeModel):
     """Scheduling requests of this replica; the scheduler sums them per node."""
 
     cpu_millis: int = Field(default=0, ge=0)
+    """CPU reserved on the node, in millicores (the app's resources.requests.cpu)."""
     memory_bytes: int = Field(default=0, ge=0)
+    """Memory reserved on the node, in bytes (the app's resources.requests.memory)."""
 
 
 class ServiceEndpoint(KubeModel):
     """A Service the agent connects to: <name>.<namespace>.svc:<port>."""
 
     name: str = Field(min_length=1, max_length=63)
+    """Service name: the one the operator provisioned, or the dependency's serviceRef."""
     namespace: str = Field(min_length=1, max_length=63)
+    """Namespace of the Service; the app's unless a serviceRef names another."""
     port: int = Field(ge=1, le=65535)
+    """Service port the agent connects to."""
 
     @property
     def host(self) -> str:
@@ -83,7 +93,9 @@ class DependencyEndpoint(KubeModel):
     """A resolved dependency: where it is and how to authenticate (by reference)."""
 
     name: str = Field(min_length=1, max_length=63)
+    """The dependency's name in the WasmApp, by which the module's host calls refer to it."""
     kind: Literal["redis", "mysql"]
+    """Which host capability the module may import for it: redis, or sql for mysql."""
     service: ServiceEndpoint
     database: str | None = Field(default=None, max_length=64)
     """MySQL only: database name."""
@@ -99,14 +111,17 @@ class WasmPlacementSpec(KubeModel):
     app: str = Field(min_length=1, max_length=DNS_SUBDOMAIN_MAX)
     """Name of the owning WasmApp (same namespace)."""
     node_name: str = Field(min_length=1, max_length=DNS_SUBDOMAIN_MAX)
+    """Node chosen by the scheduler; only that node's agent runs the replica, and it never moves."""
     module: ResolvedModule
     limits: Limits
     requests: Requests = Field(default_factory=Requests, json_schema_extra={"default": {}})
     trigger: Trigger
     env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV, json_schema_extra=list_map("name"))
+    """The WasmApp's env as declared; the agent resolves valueFrom references when it loads the module."""
     dependencies: list[DependencyEndpoint] = Field(
         default_factory=list, max_length=MAX_DEPENDENCIES, json_schema_extra=list_map("name")
     )
+    """One entry per WasmApp dependency, resolved to its Service and credentials."""
     capabilities: Capabilities | None = None
     app_generation: int = Field(default=0, ge=0)
     """metadata.generation of the WasmApp this template was rendered from."""
@@ -133,8 +148,11 @@ class WasmPlacementStatus(KubeModel):
     """Observed state of the replica, written by the agent on its node."""
 
     state: PlacementState = "Pending"
+    """Phase on the node: Pending, Pulling, Compiling, then Ready; Failed (see message) or Draining."""
     ready: bool = False
+    """True while the replica serves its trigger (for a job: while it runs and once it succeeded)."""
     message: str = Field(default="", max_length=4096)
+    """Human-readable detail of the state, e.g. the reference being pulled or why it failed."""
     last_transition_time: KubeTime | None = None
     """When state last changed."""
     observed_template_hash: str | None = Field(default=None, max_length=64)
@@ -142,12 +160,13 @@ class WasmPlacementStatus(KubeModel):
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16, json_schema_extra=list_map("type")
     )
+    """Ready (follows ready) and, for jobs, Complete once the job succeeded or ran out of retries."""
     exit_code: int | None = None
     """Jobs only: exit code of the last attempt."""
     attempts: int | None = Field(default=None, ge=0)
     """Jobs only: attempts so far."""
     output: str | None = Field(default=None, max_length=MAX_JOB_OUTPUT)
-    """Jobs only: tail of the output (at most MAX_JOB_OUTPUT characters)."""
+    """Jobs only: the last characters of the guest's stdout and stderr (the bound is in validation)."""
 
     @staticmethod
     def bound_output(text: str) -> str:
