@@ -342,7 +342,8 @@ class Toleration(KubeModel):
     effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Empty matches all effects."""
     toleration_seconds: int | None = None
-    """Ignored (accepted for core/v1 compatibility): a matching toleration never expires."""
+    """For NoExecute taints: seconds the placement stays after the taint appears, then it moves;
+    unset tolerates for ever, 0 or less not at all (as Kubernetes' taint eviction does)."""
 
 
 class Spread(KubeModel):

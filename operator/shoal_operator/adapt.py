@@ -48,7 +48,13 @@ def app_request(app: WasmApp, *, dependency_nodes: frozenset[str]) -> AppRequest
         requests=app_requests(app),
         node_selector=MappingProxyType(dict(placement.node_selector)),
         tolerations=tuple(
-            Toleration(key=t.key or "", operator=t.operator, value=t.value or "", effect=t.effect or "")
+            Toleration(
+                key=t.key or "",
+                operator=t.operator,
+                value=t.value or "",
+                effect=t.effect or "",
+                seconds=t.toleration_seconds,
+            )
             for t in placement.tolerations
         ),
         spread=Spread(max_skew=spread.max_skew, topology_key=spread.topology_key) if spread else None,

@@ -11,7 +11,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -64,12 +64,16 @@ class ClusterCache:
 
     # --- nodes & pods -------------------------------------------------------------------------
 
-    def apply_node(self, event: str, body: Mapping[str, Any]) -> bool:
+    def apply_node(self, event: str, body: Mapping[str, Any], *, now: datetime | None = None) -> bool:
         name = body["metadata"]["name"]
         if event == "DELETED":
             return self._bump(self.nodes.pop(name, None) is not None)
         node = node_from_body(body, pod_requests=self._pod_requests.get(name, NO_RESOURCES))
         old = self.nodes.get(name)
+        if any(t.effect == "NoExecute" and t.time_added is None for t in node.taints):
+            node = dataclasses.replace(
+                node, taints=date_taints(node.taints, old.taints if old else (), now or datetime.now(UTC))
+            )
         self.nodes[name] = node
         return self._bump(old != node)
 
@@ -206,7 +210,12 @@ def node_from_body(body: Mapping[str, Any], *, pod_requests: Resources) -> Node:
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
     allocatable = status.get("allocatable") or status.get("capacity") or {}
     taints = tuple(
-        Taint(key=t["key"], value=t.get("value", "") or "", effect=_effect(t.get("effect")))
+        Taint(
+            key=t["key"],
+            value=t.get("value", "") or "",
+            effect=_effect(t.get("effect")),
+            time_added=_parse_time(t.get("timeAdded")),
+        )
         for t in spec.get("taints") or ()
     )
     return Node(
@@ -222,6 +231,18 @@ def node_from_body(body: Mapping[str, Any], *, pod_requests: Resources) -> Node:
             memory_bytes=parse_memory_bytes(str(allocatable.get("memory", "0"))),
         ),
         pod_requests=pod_requests,
+    )
+
+
+def date_taints(taints: tuple[Taint, ...], before: tuple[Taint, ...], now: datetime) -> tuple[Taint, ...]:
+    """Give each undated NoExecute taint the time it was first seen (kept from `before`, else
+    `now`), the way Kubernetes' taint eviction starts counting tolerationSeconds on sight."""
+    seen = {(t.key, t.value, t.effect): t.time_added for t in before}
+    return tuple(
+        dataclasses.replace(t, time_added=seen.get((t.key, t.value, t.effect)) or now)
+        if t.effect == "NoExecute" and t.time_added is None
+        else t
+        for t in taints
     )
 
 

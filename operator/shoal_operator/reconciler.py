@@ -30,7 +30,7 @@ from shoal_operator.dependencies import dependency_endpoints, generate_password,
 from shoal_operator.kube import Kube
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.resolver import DigestResolver, ResolveError
-from shoal_operator.scheduling import AppDecision, diff_placements, iter_decisions
+from shoal_operator.scheduling import AppDecision, diff_placements, iter_decisions, next_toleration_expiry
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,14 @@ class Reconciler:
     """App key -> the Service/EndpointSlices last written, so unchanged ones are not rewritten."""
     _published_slices: dict[str, set[str]] = field(default_factory=dict)
     existing_at_start: frozenset[str] = frozenset()
+    """Apps that existed when this replica started (from the warm-up listing): only their slices
+    may have been written by an earlier leader and need a listing to prune."""
     _dependency_wait: dict[str, float] = field(default_factory=dict)
     """App key -> when it started waiting for its dependency pods to be bound."""
     _decided: dict[str, tuple[int, int, AppDecision]] = field(default_factory=dict)
     """App key -> (generation, topology epoch, decision) of its last scheduling decision."""
-    """Apps that existed when this replica started (from the warm-up listing): only their slices
-    may have been written by an earlier leader and need a listing to prune."""
+    _expiry_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    """App key -> the wake-up at which one of its tolerationSeconds runs out."""
 
     # --- queueing -------------------------------------------------------------------------------
 
@@ -176,6 +178,10 @@ class Reconciler:
             for app in to_decide
         ]
         generations = {app.key: app.metadata.generation or 0 for app in to_decide}
+        for request in requests:
+            self._wake_at_toleration_expiry(
+                request.key, next_toleration_expiry(request.tolerations, self.cache.nodes.values(), now), now
+            )
         pending = iter_decisions(cluster=adapt.cluster_state(self.cache, now=now), apps=requests, now=now)
         while True:
             decide_start = time.perf_counter()
@@ -234,6 +240,23 @@ class Reconciler:
             return True
         return time.monotonic() - started < self.config.dependency_wait_seconds
 
+    def _wake_at_toleration_expiry(self, key: str, expiry: datetime | None, now: datetime) -> None:
+        """A NoExecute taint tolerated for tolerationSeconds stops being tolerated with no event
+        to say so: decide the app again at that moment (and not by reusing the old decision)."""
+        timer = self._expiry_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if expiry is None:
+            return
+        delay = max(0.0, (expiry - now).total_seconds()) + 0.05
+
+        def expired() -> None:
+            self._expiry_timers.pop(key, None)
+            self._decided.pop(key, None)
+            self.enqueue(key)
+
+        self._expiry_timers[key] = asyncio.get_running_loop().call_later(delay, expired)
+
     def _settled_decision(self, app: WasmApp) -> AppDecision | None:
         """The last decision, if deciding again could not change it: same generation, nothing
         changed in nodes or agents since (the topology epoch), every replica placed, and the
@@ -255,6 +278,9 @@ class Reconciler:
         return decision if live == set(decision.nodes) else None
 
     def _forget(self, key: str) -> None:
+        timer = self._expiry_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
         for store in (
             self._prepared,
             self._retry_delay,

@@ -218,6 +218,61 @@ async def test_cordoned_node_is_left(
         kubectl(kubeconfig, "uncordon", victim)
 
 
+async def test_no_execute_taint_is_tolerated_for_its_toleration_seconds(
+    shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str
+) -> None:
+    """Like Kubernetes' taint eviction: without a toleration a NoExecute taint moves the placement
+    at once; with tolerationSeconds it stays that long, then moves."""
+    taint_key = "shoal.test/evict"
+    seconds = 10
+    apply_app(kubeconfig, namespace, "intolerant", module_image, replicas=2)
+    apply_app(
+        kubeconfig,
+        namespace,
+        "tolerant",
+        module_image,
+        replicas=2,
+        placement={
+            "tolerations": [
+                {"key": taint_key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+            ]
+        },
+    )
+
+    async def placed(app: str) -> Callable[[], Awaitable[list[str]]]:
+        async def check() -> list[str]:
+            nodes = await shoal.nodes_of(app)
+            return nodes if len(nodes) == 2 else []
+
+        return check
+
+    both = set(await eventually(await placed("intolerant"), what="intolerant's 2 placements"))
+    both &= set(await eventually(await placed("tolerant"), what="tolerant's 2 placements"))
+    victim = sorted(both)[0]  # two 2-of-3 choices always share a node
+    kubectl(kubeconfig, "taint", "node", victim, f"{taint_key}=:NoExecute")
+    tainted = time.monotonic()
+    try:
+
+        async def left(app: str) -> Callable[[], Awaitable[list[str]]]:
+            async def check() -> list[str]:
+                nodes = await shoal.nodes_of(app)
+                return nodes if len(nodes) == 2 and victim not in nodes else []
+
+            return check
+
+        await eventually(await left("intolerant"), what=f"intolerant to leave {victim} at once")
+        early = time.monotonic() - tainted
+        assert early < seconds - 2, f"the untolerated taint took {early:.1f}s to act"
+        assert victim in await shoal.nodes_of("tolerant"), "tolerationSeconds must keep it there for now"
+        await eventually(
+            await left("tolerant"), within=seconds + 20, what=f"tolerant to leave {victim} after {seconds}s"
+        )
+        late = time.monotonic() - tainted
+        assert late >= seconds - 1.5, f"left after {late:.1f}s, before its {seconds}s ran out"
+    finally:
+        kubectl(kubeconfig, "taint", "node", victim, f"{taint_key}:NoExecute-")
+
+
 async def test_kubectl_scale_changes_placements(
     shoal: Shoal, kubeconfig: Path, namespace: str, module_image: str
 ) -> None:

@@ -21,9 +21,11 @@ from shoal_operator.scheduling.filters import (
     agent_alive,
     fits_agent_budget,
     fits_node,
+    next_toleration_expiry,
     node_ready,
     node_selector_matches,
     taints_tolerated,
+    tolerated_until,
     tolerates,
     topology_label_present,
 )
@@ -153,6 +155,63 @@ def test_tolerates(toleration: Toleration, taint: Taint, ok: bool) -> None:
 def test_taints(taints: tuple[Taint, ...], tolerations: tuple[Toleration, ...], reason: str | None) -> None:
     node = Node(name="n1", taints=taints)
     assert taints_tolerated(app(tolerations=tolerations), view(node=node), NOW) == reason
+
+
+EVICT = Taint("node.kubernetes.io/unreachable", "", "NoExecute", time_added=NOW - timedelta(seconds=10))
+
+
+@pytest.mark.parametrize(
+    ("tolerations", "until"),
+    [
+        ((), False),
+        ((Toleration(key=EVICT.key, operator="Exists"),), True),
+        ((Toleration(key=EVICT.key, operator="Exists", seconds=30),), NOW + timedelta(seconds=20)),
+        # the shortest matching tolerationSeconds wins, even beside an unbounded toleration
+        (
+            (
+                Toleration(operator="Exists"),
+                Toleration(key=EVICT.key, operator="Exists", seconds=60),
+                Toleration(key=EVICT.key, operator="Exists", seconds=15),
+            ),
+            NOW + timedelta(seconds=5),
+        ),
+        ((Toleration(key=EVICT.key, operator="Exists", seconds=0),), False),
+        ((Toleration(key=EVICT.key, operator="Exists", seconds=-5),), False),
+        ((Toleration(key="other", operator="Exists", seconds=30),), False),
+    ],
+)
+def test_tolerated_until(tolerations: tuple[Toleration, ...], until: datetime | bool) -> None:
+    assert tolerated_until(EVICT, tolerations) == until
+
+
+def test_toleration_seconds_only_bound_no_execute_taints() -> None:
+    taint = Taint("dedicated", "gpu", "NoSchedule", time_added=NOW - timedelta(hours=1))
+    assert tolerated_until(taint, (Toleration(key="dedicated", operator="Exists", seconds=1),)) is True
+
+
+def test_a_no_execute_taint_is_tolerated_until_its_seconds_run_out() -> None:
+    request = app(tolerations=(Toleration(key=EVICT.key, operator="Exists", seconds=30),))
+    tainted = view(node=Node(name="n1", taints=(EVICT,)))
+    assert taints_tolerated(request, tainted, NOW) is None
+    assert taints_tolerated(request, tainted, NOW + timedelta(seconds=19)) is None
+    reason = taints_tolerated(request, tainted, NOW + timedelta(seconds=20))
+    assert reason == "node(s) had untolerated taint {node.kubernetes.io/unreachable: }"
+
+
+def test_next_toleration_expiry_is_the_soonest_future_one() -> None:
+    later = Taint("maintenance", "", "NoExecute", time_added=NOW)
+    nodes = [
+        Node(name="n1", taints=(EVICT,)),
+        Node(name="n2", taints=(later,)),
+        Node(name="n3", taints=(Taint("dedicated", "gpu", "NoSchedule"),)),
+    ]
+    tolerations = (Toleration(operator="Exists", seconds=30),)
+    assert next_toleration_expiry(tolerations, nodes, NOW) == NOW + timedelta(seconds=20)
+    assert next_toleration_expiry(tolerations, nodes, NOW + timedelta(seconds=20)) == NOW + timedelta(
+        seconds=30
+    )
+    assert next_toleration_expiry(tolerations, nodes, NOW + timedelta(seconds=30)) is None
+    assert next_toleration_expiry((Toleration(operator="Exists"),), nodes, NOW) is None
 
 
 def test_topology_label_only_matters_with_spread() -> None:

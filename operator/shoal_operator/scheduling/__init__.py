@@ -5,7 +5,13 @@ Entry points: `schedule_app`, `schedule_batch` (filter -> score -> pick, stable)
 """
 
 from shoal_operator.scheduling.diff import ActualPlacement, PlacementActions, diff_placements
-from shoal_operator.scheduling.filters import DEFAULT_FILTERS, Filter, NodeView, tolerates
+from shoal_operator.scheduling.filters import (
+    DEFAULT_FILTERS,
+    Filter,
+    NodeView,
+    next_toleration_expiry,
+    tolerates,
+)
 from shoal_operator.scheduling.model import (
     ZONE_LABEL,
     Agent,
@@ -43,6 +49,7 @@ __all__ = [
     "Toleration",
     "diff_placements",
     "iter_decisions",
+    "next_toleration_expiry",
     "schedule_app",
     "schedule_batch",
     "tolerates",

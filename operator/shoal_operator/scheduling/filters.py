@@ -7,9 +7,9 @@ exactly once. Reasons are phrased to read well after a count: "2 Insufficient ag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shoal_operator.scheduling.model import Agent, AppRequest, Node, Resources, Taint, Toleration
 
@@ -68,18 +68,61 @@ def tolerates(toleration: Toleration, taint: Taint) -> bool:
     return toleration.value == taint.value
 
 
-def untolerated_taint(taints: Sequence[Taint], tolerations: Sequence[Toleration]) -> Taint | None:
-    """First NoSchedule/NoExecute taint no toleration matches (PreferNoSchedule never blocks)."""
+def tolerated_until(taint: Taint, tolerations: Sequence[Toleration]) -> datetime | bool:
+    """How long `tolerations` tolerate `taint`: False (not at all), True (for ever) or until when.
+
+    As Kubernetes' taint eviction does: only NoExecute taints expire; the shortest
+    tolerationSeconds among the matching tolerations wins, and <= 0 means not at all."""
+    matching = [t for t in tolerations if tolerates(t, taint)]
+    if not matching:
+        return False
+    if taint.effect != "NoExecute":
+        return True
+    bounded = [t.seconds for t in matching if t.seconds is not None]
+    if not bounded:
+        return True
+    shortest = min(bounded)
+    if shortest <= 0 or taint.time_added is None:
+        return shortest > 0  # an undated taint cannot expire; the cache dates every NoExecute one
+    return taint.time_added + timedelta(seconds=shortest)
+
+
+def untolerated_taint(
+    taints: Sequence[Taint], tolerations: Sequence[Toleration], now: datetime
+) -> Taint | None:
+    """First NoSchedule/NoExecute taint no toleration matches (PreferNoSchedule never blocks), or
+    whose tolerationSeconds have run out at `now`."""
     for taint in taints:
-        if taint.effect in SCHEDULING_EFFECTS and not any(tolerates(t, taint) for t in tolerations):
+        if taint.effect not in SCHEDULING_EFFECTS:
+            continue
+        until = tolerated_until(taint, tolerations)
+        if until is False or (isinstance(until, datetime) and now >= until):
             return taint
     return None
+
+
+def next_toleration_expiry(
+    tolerations: Sequence[Toleration], nodes: Iterable[Node], now: datetime
+) -> datetime | None:
+    """The soonest moment after `now` at which a taint these tolerations tolerate stops being
+    tolerated: a decision made now goes stale then, with no event to say so."""
+    if not any(t.seconds is not None for t in tolerations):
+        return None
+    soonest: datetime | None = None
+    for node in nodes:
+        for taint in node.taints:
+            if taint.effect != "NoExecute":
+                continue
+            until = tolerated_until(taint, tolerations)
+            if isinstance(until, datetime) and until > now and (soonest is None or until < soonest):
+                soonest = until
+    return soonest
 
 
 def taints_tolerated(app: AppRequest, view: NodeView, now: datetime) -> str | None:
     if not view.node.taints:
         return None
-    taint = untolerated_taint(view.node.taints, app.tolerations)
+    taint = untolerated_taint(view.node.taints, app.tolerations, now)
     if taint is None:
         return None
     return f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"

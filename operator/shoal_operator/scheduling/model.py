@@ -39,6 +39,9 @@ class Taint:
     key: str
     value: str = ""
     effect: TaintEffect = "NoSchedule"
+    time_added: datetime | None = None
+    """For NoExecute: when the taint appeared (its timeAdded, else when the operator first saw
+    it); tolerationSeconds count from here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class Toleration:
     operator: Literal["Exists", "Equal"] = "Equal"
     value: str = ""
     effect: str = ""
+    seconds: int | None = None
+    """tolerationSeconds: how long a NoExecute taint is tolerated; None is for ever."""
 
 
 @dataclass(frozen=True, slots=True)
