@@ -5,6 +5,7 @@ three Finicky Whiskers modules chained in-process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -473,6 +474,59 @@ async def test_pubsub_trigger_resubscribes_after_redis_restart(
     finally:
         host.close()
         server.stop()
+
+
+async def test_pubsub_trigger_follows_redis_to_its_new_address(
+    servers_ok: None, guests: Path, tmp_path: Path, mariadb: MariaDbServer, clean_clicks: None
+) -> None:
+    """A Redis pod that moves gets a new IP: the trigger's failed resubscription makes the agent
+    resolve the Service again, and it subscribes where Redis is now."""
+    old, new = RedisServer(tmp_path / "old"), RedisServer(tmp_path / "new")
+    old.start()
+    new.start()
+    host = make_host(old.port, mariadb.port)
+    refresher = asyncio.create_task(host.keep_fresh(interval_s=60))  # only failures wake it
+    try:
+        with WasmRuntime(
+            AgentMetrics("node-a"), cache_dir=tmp_path / "cache", host_functions=host.registry()
+        ) as rt:
+            app = await place(
+                rt, host, guests, app="scoreboard", module="scoreboard", deps=[redis_dep(), mysql_dep()]
+            )
+            trigger = host.redis_trigger(
+                namespace=NS,
+                app="scoreboard",
+                trigger=RedisTrigger(dependency="cache", channel="clicks"),
+                invoker=lambda request: rt.invoke(app, request),
+                backoff=BackoffPolicy(initial_s=0.05, max_s=0.2),
+            )
+            await trigger.start()
+            try:
+                await asyncio.wait_for(trigger.subscribed.wait(), 10)
+                assert isinstance(host.resolver, StaticResolver)
+                host.resolver.mapping[(NS, "redis")] = HostPort("127.0.0.1", new.port)  # type: ignore[index]
+                old.stop()
+                client = redis.Redis(port=new.port)
+                try:
+
+                    def subscribed_at_new() -> bool:
+                        ((_, count),) = cast(list[tuple[bytes, int]], client.pubsub_numsub(f"{NS}/clicks"))
+                        return count == 1
+
+                    await wait_for(subscribed_at_new, within=10)
+                    assert client.publish(f"{NS}/clicks", '{"count": 1}') == 1
+                finally:
+                    client.close()
+                await wait_for(lambda: trigger.stats.succeeded == 1)
+            finally:
+                await trigger.stop()
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        host.close()
+        old.stop()
+        new.stop()
 
 
 async def test_finicky_whiskers_chain(

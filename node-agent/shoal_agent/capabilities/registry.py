@@ -203,15 +203,23 @@ class CapabilityHost:
         binding = self.bindings.get(namespace, app)
         if binding is None:
             raise DependencyError(f"app {namespace}/{app} is not bound: call bind_app first")
-        where = binding.redis.get(trigger.dependency)
-        if where is None:
+        first = binding.redis.get(trigger.dependency)
+        if first is None:
             raise DependencyError(f"trigger dependency {trigger.dependency!r} is not a redis dependency")
+
+        def where() -> HostPort:
+            """The dependency's address now: `refresh` rebinds the app when its pod moves."""
+            current = self.bindings.get(namespace, app)
+            found = current.redis.get(trigger.dependency) if current is not None else None
+            return found or first
+
         return RedisPubSubTrigger(
             namespace=namespace,
             app=app,
             channel=trigger.channel,
             where=where,
             invoker=invoker,
+            on_failure=self._endpoint_failed,
             backoff=backoff or BackoffPolicy(),
             settings=self.pools.settings,
         )

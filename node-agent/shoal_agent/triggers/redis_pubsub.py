@@ -8,6 +8,10 @@ replica of the app subscribes, so with N replicas each message runs N times (doc
 
 The channel declared as `clicks` in namespace `ns` is the Redis channel `ns/clicks`, the same one
 a guest's `publish(..., "clicks", ...)` reaches (see capabilities/namespacing.py).
+
+Where Redis is can change (its pod moves and gets a new IP): every (re)subscription asks
+`locate` for the current address, and a failed one calls `on_failure` so the agent re-resolves
+the Service at once rather than at its next periodic refresh.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -58,8 +63,9 @@ class RedisPubSubTrigger:
         namespace: str,
         app: str,
         channel: str,
-        where: HostPort,
+        where: HostPort | Callable[[], HostPort],
         invoker: Invoker,
+        on_failure: Callable[[HostPort], None] | None = None,
         backoff: BackoffPolicy | None = None,
         settings: PoolSettings | None = None,
         max_pending: int = 1024,
@@ -69,7 +75,8 @@ class RedisPubSubTrigger:
         self.app = app
         self.channel = channel
         self.redis_channel = channel_name(namespace, channel)
-        self.where = where
+        self.locate: Callable[[], HostPort] = where if callable(where) else (lambda: where)
+        self.on_failure = on_failure
         self.invoker = invoker
         self.backoff = backoff or BackoffPolicy()
         self.settings = settings or PoolSettings()
@@ -100,9 +107,10 @@ class RedisPubSubTrigger:
     async def _run(self) -> None:
         delay = self.backoff.initial_s
         while True:
+            where = self.locate()
             client = aioredis.Redis(
-                host=self.where.host,
-                port=self.where.port,
+                host=where.host,
+                port=where.port,
                 socket_connect_timeout=self.settings.connect_timeout_s,
                 socket_keepalive=True,
                 health_check_interval=self.health_check_s,
@@ -123,8 +131,16 @@ class RedisPubSubTrigger:
                 self.subscribed.clear()
                 self.stats.disconnects += 1
                 log.warning(
-                    "redis trigger %s/%s: %s; resubscribing in %.1fs", self.namespace, self.app, e, delay
+                    "redis trigger %s/%s: %s at %s:%s; resubscribing in %.1fs",
+                    self.namespace,
+                    self.app,
+                    e,
+                    where.host,
+                    where.port,
+                    delay,
                 )
+                if self.on_failure is not None:
+                    self.on_failure(where)
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(Exception):
