@@ -30,7 +30,7 @@ from shoal_agent.runtime import (
     UndeclaredCapabilityError,
     WasmRuntime,
 )
-from shoal_agent.triggers.redis_pubsub import BackoffPolicy
+from shoal_agent.triggers.redis_pubsub import BackoffPolicy, RedisPubSubTrigger
 from shoal_api.wasmapp import RedisTrigger
 from shoal_api.wasmplacement import DependencyEndpoint, ServiceEndpoint
 from tests.harness.servers import MariaDbServer, RedisServer, available
@@ -437,6 +437,30 @@ async def test_pubsub_trigger_runs_scoreboard_per_message(
     assert rclient.publish(f"{NS}/clicks", "{}") == 0  # unsubscribed
 
 
+@contextlib.asynccontextmanager
+async def scoreboard_trigger(
+    host: CapabilityHost, guests: Path, cache: Path
+) -> AsyncIterator[RedisPubSubTrigger]:
+    """The scoreboard placed on `host` with its Redis trigger started and subscribed; stopped after."""
+    with WasmRuntime(AgentMetrics("node-a"), cache_dir=cache, host_functions=host.registry()) as rt:
+        app = await place(
+            rt, host, guests, app="scoreboard", module="scoreboard", deps=[redis_dep(), mysql_dep()]
+        )
+        trigger = host.redis_trigger(
+            namespace=NS,
+            app="scoreboard",
+            trigger=RedisTrigger(dependency="cache", channel="clicks"),
+            invoker=lambda request: rt.invoke(app, request),
+            backoff=BackoffPolicy(initial_s=0.05, max_s=0.2),
+        )
+        await trigger.start()
+        try:
+            await asyncio.wait_for(trigger.subscribed.wait(), 10)
+            yield trigger
+        finally:
+            await trigger.stop()
+
+
 async def test_pubsub_trigger_resubscribes_after_redis_restart(
     servers_ok: None, guests: Path, tmp_path: Path, mariadb: MariaDbServer, clean_clicks: None
 ) -> None:
@@ -444,33 +468,16 @@ async def test_pubsub_trigger_resubscribes_after_redis_restart(
     server.start()
     host = make_host(server.port, mariadb.port)
     try:
-        with WasmRuntime(
-            AgentMetrics("node-a"), cache_dir=tmp_path / "cache", host_functions=host.registry()
-        ) as rt:
-            app = await place(
-                rt, host, guests, app="scoreboard", module="scoreboard", deps=[redis_dep(), mysql_dep()]
-            )
-            trigger = host.redis_trigger(
-                namespace=NS,
-                app="scoreboard",
-                trigger=RedisTrigger(dependency="cache", channel="clicks"),
-                invoker=lambda request: rt.invoke(app, request),
-                backoff=BackoffPolicy(initial_s=0.05, max_s=0.2),
-            )
-            await trigger.start()
-            try:
-                await asyncio.wait_for(trigger.subscribed.wait(), 10)
-                server.stop()
-                await wait_for(lambda: not trigger.subscribed.is_set(), within=10)
-                server.start()
-                await asyncio.wait_for(trigger.subscribed.wait(), 10)
-                client = redis.Redis(port=server.port)
-                assert client.publish(f"{NS}/clicks", '{"count": 1}') == 1
-                client.close()
-                await wait_for(lambda: trigger.stats.succeeded == 1)
-                assert trigger.stats.connects == 2 and trigger.stats.disconnects == 1
-            finally:
-                await trigger.stop()
+        async with scoreboard_trigger(host, guests, tmp_path / "cache") as trigger:
+            server.stop()
+            await wait_for(lambda: not trigger.subscribed.is_set(), within=10)
+            server.start()
+            await asyncio.wait_for(trigger.subscribed.wait(), 10)
+            client = redis.Redis(port=server.port)
+            assert client.publish(f"{NS}/clicks", '{"count": 1}') == 1
+            client.close()
+            await wait_for(lambda: trigger.stats.succeeded == 1)
+            assert trigger.stats.connects == 2 and trigger.stats.disconnects == 1
     finally:
         host.close()
         server.stop()
@@ -487,39 +494,22 @@ async def test_pubsub_trigger_follows_redis_to_its_new_address(
     host = make_host(old.port, mariadb.port)
     refresher = asyncio.create_task(host.keep_fresh(interval_s=60))  # only failures wake it
     try:
-        with WasmRuntime(
-            AgentMetrics("node-a"), cache_dir=tmp_path / "cache", host_functions=host.registry()
-        ) as rt:
-            app = await place(
-                rt, host, guests, app="scoreboard", module="scoreboard", deps=[redis_dep(), mysql_dep()]
-            )
-            trigger = host.redis_trigger(
-                namespace=NS,
-                app="scoreboard",
-                trigger=RedisTrigger(dependency="cache", channel="clicks"),
-                invoker=lambda request: rt.invoke(app, request),
-                backoff=BackoffPolicy(initial_s=0.05, max_s=0.2),
-            )
-            await trigger.start()
+        async with scoreboard_trigger(host, guests, tmp_path / "cache") as trigger:
+            assert isinstance(host.resolver, StaticResolver)
+            host.resolver.mapping[(NS, "redis")] = HostPort("127.0.0.1", new.port)  # type: ignore[index]
+            old.stop()
+            client = redis.Redis(port=new.port)
             try:
-                await asyncio.wait_for(trigger.subscribed.wait(), 10)
-                assert isinstance(host.resolver, StaticResolver)
-                host.resolver.mapping[(NS, "redis")] = HostPort("127.0.0.1", new.port)  # type: ignore[index]
-                old.stop()
-                client = redis.Redis(port=new.port)
-                try:
 
-                    def subscribed_at_new() -> bool:
-                        ((_, count),) = cast(list[tuple[bytes, int]], client.pubsub_numsub(f"{NS}/clicks"))
-                        return count == 1
+                def subscribed_at_new() -> bool:
+                    ((_, count),) = cast(list[tuple[bytes, int]], client.pubsub_numsub(f"{NS}/clicks"))
+                    return count == 1
 
-                    await wait_for(subscribed_at_new, within=10)
-                    assert client.publish(f"{NS}/clicks", '{"count": 1}') == 1
-                finally:
-                    client.close()
-                await wait_for(lambda: trigger.stats.succeeded == 1)
+                await wait_for(subscribed_at_new, within=10)
+                assert client.publish(f"{NS}/clicks", '{"count": 1}') == 1
             finally:
-                await trigger.stop()
+                client.close()
+            await wait_for(lambda: trigger.stats.succeeded == 1)
     finally:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
