@@ -4,7 +4,8 @@ One run, side by side:
   * end to end: a real control plane (etcd, kube-apiserver, kwok with 200 Nodes), 200 agents simulated
     by this script (a WasmNode and a long heartbeat Lease each), a real registry, and the operator as a
     process; apps are created as fast as the API takes them and the clock stops when every app says
-    Scheduled=True for its current generation (`all_scheduled_s`);
+    Scheduled=True for its current generation (`all_scheduled_s`), with the operator's CPU seconds
+    over that time (`operator_cpu_s`, from its process_cpu_seconds_total);
   * the scheduler core alone, in this process, on the same 200 nodes: each of the 1,000 decisions
     timed on its own (`decision_p50_ms`), as the operator makes them (one batch, capacity accounted).
 
@@ -135,6 +136,7 @@ async def run_end_to_end(
         await core.create_namespace({"metadata": {"name": "bench"}})
         log("starting the operator")
         operator.start()
+        cpu_at_start = metric_value(operator.metrics(), "process_cpu_seconds_total")
         log(f"creating {apps} WasmApps")
         gate = asyncio.Semaphore(32)
 
@@ -172,12 +174,14 @@ async def run_end_to_end(
                 raise TimeoutError(f"only {scheduled}/{apps} scheduled after 600s")
             await asyncio.sleep(0.5)
         all_scheduled_s = time.monotonic() - started
+        operator_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_at_start
         placements = await custom.list_namespaced_custom_object(
             "shoal.dev", "v1alpha1", "bench", "wasmplacements"
         )
         return {
             "create_s": created_s,
             "all_scheduled_s": all_scheduled_s,
+            "operator_cpu_s": operator_cpu_s,
             "placements": float(len(placements["items"])),
         }
 
@@ -187,6 +191,14 @@ def _scheduled(item: dict[str, Any]) -> bool:
     if status.get("observedGeneration") != item["metadata"]["generation"]:
         return False
     return any(c["type"] == "Scheduled" and c["status"] == "True" for c in status.get("conditions") or [])
+
+
+def metric_value(text: str, name: str) -> float:
+    """The value of an unlabelled sample in Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise KeyError(name)
 
 
 def histogram_quantile(text: str, name: str, q: float) -> float:
@@ -243,6 +255,7 @@ def main() -> int:
         "placements": int(e2e["placements"]),
         "create_s": round(e2e["create_s"], 2),
         "all_scheduled_s": round(e2e["all_scheduled_s"], 2),
+        "operator_cpu_s": round(e2e["operator_cpu_s"], 2),
         "decision_p50_ms": round(statistics.median(timings_ms), 3),
         "decision_p99_ms": round(timings_ms[int(len(timings_ms) * 0.99) - 1], 3),
         "operator_decision_p50_le_ms": histogram_quantile(

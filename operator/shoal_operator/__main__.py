@@ -23,6 +23,7 @@ from prometheus_client import start_http_server
 from shoal_operator.cache import ClusterCache
 from shoal_operator.config import OperatorConfig
 from shoal_operator.handlers import register
+from shoal_operator.kopfsettings import operator_settings
 from shoal_operator.kube import Kube
 from shoal_operator.leader import LeaderElector
 from shoal_operator.metrics import OperatorMetrics
@@ -84,10 +85,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
 
         registry = kopf.OperatorRegistry()
         register(registry, cache=cache, reconciler=reconciler, agent_namespace=cfg.agent_namespace)
-        settings = kopf.OperatorSettings()
-        settings.peering.standalone = True  # leadership is the Lease's job
-        settings.posting.level = logging.WARNING
-        settings.watching.server_timeout = 300
+        settings = operator_settings()
         kopf_stop = asyncio.Event()
 
         tasks = [
