@@ -62,8 +62,9 @@ class Reconciler:
     _generation_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
     _last_message: dict[str, str] = field(default_factory=dict)
     _fresh_agents: frozenset[str] = frozenset()
-    _published: dict[str, str] = field(default_factory=dict)
-    """App key -> the Service/EndpointSlices last written, so unchanged ones are not rewritten."""
+    _published: dict[str, dict[str, str]] = field(default_factory=dict)
+    """App key -> kind/name -> the Service or EndpointSlice last written, so that unchanged ones
+    (the Service, whenever only readiness changes) are not rewritten."""
     _published_slices: dict[str, set[str]] = field(default_factory=dict)
     existing_at_start: frozenset[str] = frozenset()
     """Apps that existed when this replica started (from the warm-up listing): only their slices
@@ -425,11 +426,14 @@ class Reconciler:
                 endpoints.AgentEndpoint(p.spec.node_name, agent.endpoint[0], agent.endpoint[1], ready)
             )
         desired = [endpoints.render_service(app), *endpoints.render_slices(app, members)]
-        fingerprint = json.dumps(desired, sort_keys=True)
-        if self._published.get(app.key) == fingerprint:
+        written = self._published.get(app.key, {})
+        rendered = {f"{b['kind']}/{b['metadata']['name']}": json.dumps(b, sort_keys=True) for b in desired}
+        if rendered == written:
             return
         for body in desired:
-            await self.kube.apply(body)
+            key = f"{body['kind']}/{body['metadata']['name']}"
+            if written.get(key) != rendered[key]:
+                await self.kube.apply(body)
         wanted = endpoints.slice_names(desired[1:])
         known = self._published_slices.get(app.key)
         if known is None and app.key not in self.existing_at_start:
@@ -439,7 +443,7 @@ class Reconciler:
         else:
             for stale in known - wanted:
                 await self.kube.delete_endpoint_slice(ns, stale)
-        self._published[app.key] = fingerprint
+        self._published[app.key] = rendered
         self._published_slices[app.key] = wanted
 
     async def _converge(
