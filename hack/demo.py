@@ -24,7 +24,7 @@ from localcluster.__main__ import up
 from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
 from localcluster.processes import Proc, stop
-from localcluster.prometheus import Prometheus, Target
+from localcluster.prometheus import Prometheus
 from localcluster.shoalprocs import LocalShoal
 from localcluster.testnet import TestNet
 from localcluster.tools import bin_dir, cache_dir
@@ -121,7 +121,9 @@ def start_processes(
         step(f"operator + {len(nodes)} agents as local processes with the chart's ServiceAccount tokens")
         shoal.start()
         step("Prometheus scraping the operator and agents")
-        prom = Prometheus(workdir=workdir / "prometheus", targets=scrape_targets(shoal), scrape_interval="2s")
+        prom = Prometheus(
+            workdir=workdir / "prometheus", targets=shoal.scrape_targets(), scrape_interval="2s"
+        )
         prom.start()
         prom.wait_for_scrapes()
     except BaseException:
@@ -135,21 +137,6 @@ def start_processes(
     state["demo"] = {"procs": procs, "agent_hosts": hosts, "prometheus": prom.url, **shoal.describe()}
     state_path().write_text(json.dumps(state, indent=2))  # from here on, `make down` stops them
     return shoal, prom, controller
-
-
-def scrape_targets(shoal: LocalShoal) -> list[Target]:
-    assert shoal.operator is not None
-    op = shoal.operator
-    targets = [
-        Target(
-            f"127.0.0.1:{op.metrics_port}", {"job": "shoal-operator", "node": op.pod.node, "pod": op.pod.name}
-        )
-    ]
-    targets += [
-        Target(f"{a.http_host}:{a.metrics_port}", {"job": "shoal-agent", "node": n, "pod": a.pod.name})
-        for n, a in shoal.agents.items()
-    ]
-    return targets
 
 
 def hellos(plane: ControlPlane, registry: str, wasm: Path, shoal: LocalShoal) -> None:

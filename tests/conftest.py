@@ -17,8 +17,8 @@ from kubernetes_asyncio import client, config
 
 from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
-from localcluster.testnet import pick_pod_cidr
 from localcluster.tools import tool
+from tests.harness.clusters import control_plane_at
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +27,8 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
     Its own pod CIDR, so a test network (tests/e2e) can route it without meeting another
     session's pods on the same IPs."""
-    plane = ControlPlane(workdir=tmp_path_factory.mktemp("cluster"), nodes=3, pod_cidr=pick_pod_cidr())
-    plane.start()
-    try:
+    with control_plane_at(tmp_path_factory.mktemp("cluster")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="session")

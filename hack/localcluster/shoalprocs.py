@@ -18,6 +18,7 @@ from typing import Any
 
 from .chart import ChartPod, Release
 from .processes import Proc, free_port, spawn, stop, wait_until
+from .prometheus import Target
 from .tokens import BoundPod, request_token, write_token_kubeconfig
 
 
@@ -193,6 +194,23 @@ class LocalShoal:
         self.stop_operator()
         for node in list(self.agents):
             self.stop_agent(node)
+
+    def scrape_targets(self) -> list[Target]:
+        """The operator and agents, labelled as the chart's ServiceMonitors label them (job, node, pod),
+        so the shipped PromQL runs unchanged against a local Prometheus."""
+        assert self.operator is not None
+        op = self.operator
+        targets = [
+            Target(
+                f"127.0.0.1:{op.metrics_port}",
+                {"job": "shoal-operator", "node": op.pod.node, "pod": op.pod.name},
+            )
+        ]
+        targets += [
+            Target(f"{a.http_host}:{a.metrics_port}", {"job": "shoal-agent", "node": n, "pod": a.pod.name})
+            for n, a in self.agents.items()
+        ]
+        return targets
 
     def logs(self) -> dict[str, str]:
         """name -> log text of every process started so far."""

@@ -97,6 +97,36 @@ def http_get(address: tuple[str, int], path: str, *, timeout: float = 10) -> tup
         return 0, str(e)
 
 
+def static_volume(name: str, namespace: str, claim: str, host_path: str) -> dict[str, Any]:
+    """A hostPath PV with no class, pre-bound (claimRef) to one claim, as an admin without a provisioner
+    would make it; pre-binding keeps claims of other namespaces from taking it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "2Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": namespace, "name": claim},
+            "hostPath": {"path": host_path},
+        },
+    }
+
+
+def count_click_rows(conn: Any) -> int:
+    """Rows in scoreboard's `clicks` table, 0 before scoreboard created it; closes `conn` either way."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM clicks")
+            return int(cur.fetchone()[0])
+    except pymysql.err.ProgrammingError:
+        return 0
+    finally:
+        conn.close()
+
+
 @dataclass
 class Whiskers:
     """The three apps in `namespace` of `plane`, and what the demo reads back from them."""
@@ -109,22 +139,8 @@ class Whiskers:
 
     def volumes(self, root: Path) -> list[dict[str, Any]]:
         """hostPath PVs pre-bound to the dependency claims, as an admin without a provisioner would."""
-        return [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"{self.namespace}-{claim}"},
-                "spec": {
-                    "capacity": {"storage": "2Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "claimRef": {"namespace": self.namespace, "name": claim},
-                    "hostPath": {"path": str(root / claim)},
-                },
-            }
-            for claim in CLAIMS
-        ]
+        ns = self.namespace
+        return [static_volume(f"{ns}-{claim}", ns, claim, str(root / claim)) for claim in CLAIMS]
 
     def deploy(self, registry: str, volume_root: Path) -> None:
         docs = examples.manifests(YAML, registry)
@@ -229,14 +245,7 @@ class Whiskers:
             host=db[0], port=db[1], user="scoreboard", password=password, database=DATABASE,
             connect_timeout=3, autocommit=True,
         )  # fmt: skip
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT COUNT(*) FROM clicks")
-                return int(cur.fetchone()[0])
-        except pymysql.err.ProgrammingError:
-            return 0
-        finally:
-            conn.close()
+        return count_click_rows(conn)
 
     def click(self, addresses: list[tuple[str, int]], n: int, *, workers: int = 8) -> list[tuple[int, str]]:
         """`n` GET /tally spread over `addresses`, `workers` at a time; (status, body) each."""

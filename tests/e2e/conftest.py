@@ -69,16 +69,9 @@ def net_kube(control_plane: ControlPlane, shoal_crds: Path) -> KubeHttp:
 def net_operator(
     control_plane: ControlPlane, shoal_crds: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        kubeconfig=control_plane.kubeconfig,
-        workdir=tmp_path_factory.mktemp("net-operator"),
-        identity="op-net",
-    )
-    proc.start()
-    try:
+    workdir = tmp_path_factory.mktemp("net-operator")
+    with OperatorProcess(kubeconfig=control_plane.kubeconfig, workdir=workdir, identity="op-net") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")

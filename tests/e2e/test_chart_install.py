@@ -27,9 +27,10 @@ from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
 from localcluster.shoalprocs import LocalShoal
-from localcluster.testnet import TestNet, pick_pod_cidr
+from localcluster.testnet import TestNet
 from localcluster.tokens import token_identity
 from localcluster.tools import tool
+from tests.harness.clusters import control_plane_at, local_shoal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -47,12 +48,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def plane(work: Path) -> Iterator[ControlPlane]:
     """A control plane of this module's own: the chart's cluster-scoped objects and the WasmNodes of
     node-1..3 would otherwise meet the other tests' fakes."""
-    cluster = ControlPlane(workdir=work / "cluster", nodes=3, pod_cidr=pick_pod_cidr())
-    cluster.start()
-    try:
+    with control_plane_at(work / "cluster") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +80,8 @@ def release(plane: ControlPlane) -> Release:
 
 @pytest.fixture(scope="module")
 def shoal(release: Release, chart_net: TestNet, work: Path) -> Iterator[LocalShoal]:
-    nodes = release.plane.node_names()
-    local = LocalShoal(
-        release, work / "shoal", nodes, agent_hosts={n: chart_net.host_address() for n in nodes}
-    )
-    local.start()
-    try:
+    with local_shoal(release, chart_net, work / "shoal") as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture(scope="module")

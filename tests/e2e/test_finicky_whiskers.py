@@ -33,6 +33,7 @@ import redis
 
 from localcluster.depservers import DependencyServers
 from localcluster.testnet import TestNet
+from localcluster.whiskers import count_click_rows, static_volume
 from shoal_api import GROUP, VERSION
 from tests.harness.agentproc import AgentProcess
 from tests.harness.kubehttp import KubeHttp
@@ -93,14 +94,7 @@ class Whiskers:
             conn = self.db()
         except pymysql.err.MySQLError:
             return -1
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT COUNT(*) FROM clicks")
-                return int(cur.fetchone()[0])
-        except pymysql.err.ProgrammingError:
-            return 0  # no table yet
-        finally:
-            conn.close()
+        return count_click_rows(conn)
 
     def count(self) -> int:
         value: Any = self.redis().get(f"{self.ns}/tally:count")
@@ -145,21 +139,8 @@ def volumes(net_kube: KubeHttp, namespace: str, tmp_path_factory: pytest.TempPat
     for claim in ("data-tally-cache-0", "data-scoreboard-db-0"):
         name = f"{namespace}-{claim}"
         names.append(name)
-        net_kube.request(
-            "POST",
-            "/api/v1/persistentvolumes",
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "capacity": {"storage": "2Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "claimRef": {"namespace": namespace, "name": claim},
-                    "hostPath": {"path": str(root / claim)},
-                },
-            },
-        )
+        pv = static_volume(name, namespace, claim, str(root / claim))
+        net_kube.request("POST", "/api/v1/persistentvolumes", pv)
     try:
         yield root
     finally:

@@ -21,11 +21,12 @@ from dashboards import ALERTS, all_expressions
 from localcluster import examples
 from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
-from localcluster.prometheus import Prometheus, Target
+from localcluster.prometheus import Prometheus
 from localcluster.registry import Registry
 from localcluster.shoalprocs import LocalShoal
-from localcluster.testnet import TestNet, pick_pod_cidr
+from localcluster.testnet import TestNet
 from shoal_agent.oci import WasmFormat, push_wasm
+from tests.harness.clusters import control_plane_at, local_shoal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -47,43 +48,25 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def plane(work: Path) -> Iterator[ControlPlane]:
-    cluster = ControlPlane(workdir=work / "cluster", nodes=3, pod_cidr=pick_pod_cidr())
-    cluster.start()
-    try:
+    with control_plane_at(work / "cluster") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def shoal(plane: ControlPlane, work: Path) -> Iterator[LocalShoal]:
     net = TestNet.create(name=f"prom-{work.name[-10:]}", pod_cidr=plane.pod_cidr)
     release = Release(plane)
-    nodes = plane.node_names()
-    local = LocalShoal(release, work / "shoal", nodes, agent_hosts={n: net.host_address() for n in nodes})
     try:
         release.install()
-        local.start()
-        yield local
+        with local_shoal(release, net, work / "shoal") as local:
+            yield local
     finally:
-        local.stop()
         net.stop()
 
 
 @pytest.fixture(scope="module")
 def prometheus(shoal: LocalShoal, work: Path) -> Iterator[Prometheus]:
-    assert shoal.operator is not None
-    op = shoal.operator
-    targets = [
-        Target(
-            f"127.0.0.1:{op.metrics_port}", {"job": "shoal-operator", "node": op.pod.node, "pod": op.pod.name}
-        )
-    ]
-    targets += [
-        Target(f"{a.http_host}:{a.metrics_port}", {"job": "shoal-agent", "node": n, "pod": a.pod.name})
-        for n, a in shoal.agents.items()
-    ]
-    prom = Prometheus(workdir=work / "prometheus", targets=targets)
+    prom = Prometheus(workdir=work / "prometheus", targets=shoal.scrape_targets())
     prom.start()
     try:
         prom.wait_for_scrapes()

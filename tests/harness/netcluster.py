@@ -4,14 +4,13 @@ read as a client would, plain HTTP to them, and synchronous polling."""
 from __future__ import annotations
 
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 
+from localcluster.whiskers import http_get as http_get  # re-exported: the demo's client, for tests
 from shoal_api import GROUP, VERSION
 from tests.harness.kubehttp import KubeHttp
 
@@ -64,18 +63,6 @@ def slice_addresses(kube: KubeHttp, namespace: str, service: str) -> list[tuple[
                 if (ep.get("conditions") or {}).get("ready", True):
                     out.extend((address, int(port["port"])) for address in ep["addresses"])
     return sorted(out)
-
-
-def http_get(address: tuple[str, int], path: str, *, timeout: float = 10) -> tuple[int, str]:
-    """(status, body); status 0 when the connection itself failed."""
-    url = f"http://{address[0]}:{address[1]}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (urllib.error.URLError, OSError) as e:
-        return 0, str(e)
 
 
 def pod_of(kube: KubeHttp, namespace: str, selector: str) -> dict[str, Any] | None:

@@ -23,6 +23,14 @@ class OperatorProcess:
         self.extra_env = extra_env or {}
         self.proc: Proc | None = None
 
+    def __enter__(self) -> OperatorProcess:
+        """`with OperatorProcess(...) as op:` runs it for a fixture's lifetime, stopped by PID at the end."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def start(self) -> None:
         self.proc = spawn(
             f"operator-{self.identity}",

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import cast
 
-import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
 import redis
 
+from localcluster.whiskers import count_click_rows
 from shoal_agent.capabilities import CapabilityHost, Err, HostPort, PoolSettings, StaticResolver
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import (
@@ -377,15 +377,7 @@ async def clean_clicks(mariadb: MariaDbServer) -> AsyncIterator[None]:
 
 
 def count_clicks(mariadb: MariaDbServer) -> int:
-    conn = mariadb.root(DB_NAME)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM clicks")
-            return int(cur.fetchone()[0])
-    except pymysql.err.ProgrammingError:
-        return 0
-    finally:
-        conn.close()
+    return count_click_rows(mariadb.root(DB_NAME))
 
 
 async def wait_for(check: Callable[[], bool], within: float = 20.0) -> None:

@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
 from localcluster.tools import tool
+from localcluster.whiskers import static_volume
 from shoal_agent.oci import push_wasm
 from shoal_operator.dependencies import DATA_VOLUME
 from tests.harness.fakeagents import LEASE_SECONDS, FakeAgents
@@ -49,14 +50,9 @@ def fake_agents(control_plane: ControlPlane, shoal_crds: Path) -> Iterator[FakeA
 def operator(
     control_plane: ControlPlane, fake_agents: FakeAgents, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        kubeconfig=control_plane.kubeconfig, workdir=tmp_path_factory.mktemp("operator"), identity="op-a"
-    )
-    proc.start()
-    try:
+    workdir = tmp_path_factory.mktemp("operator")
+    with OperatorProcess(kubeconfig=control_plane.kubeconfig, workdir=workdir, identity="op-a") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -404,19 +400,7 @@ def static_volumes(kubeconfig: Path, namespace: str) -> Iterator[list[str]]:
     for dep in ("cache", "db"):
         claim = f"{DATA_VOLUME}-whiskers-{dep}-0"
         name = f"{namespace}-{claim}"[:253]
-        pv = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "2Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "claimRef": {"namespace": namespace, "name": claim},
-                "hostPath": {"path": f"/tmp/{name}"},
-            },
-        }
+        pv = static_volume(name, namespace, claim, f"/tmp/{name}")
         kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(pv))
         names.append(name)
     yield names
