@@ -145,7 +145,9 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 "--leader-elect=false",
-                "--v=1",
+                # The scheduler at 2 logs each attempt's outcome per pod ("Unable to schedule pod",
+                # "Successfully bound pod"): what a test needs to say why a pod stayed Pending.
+                "--v=2" if component == "kube-scheduler" else "--v=1",
             ]
             if component == "kube-controller-manager":
                 argv += [

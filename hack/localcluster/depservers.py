@@ -117,8 +117,50 @@ class DependencyServers:
             server = self.servers.get((namespace, pod))
             return server is not None and server.proc is not None and _accepts(server.address)
 
-        wait_until(serving, what=f"a server for pod {namespace}/{pod}", timeout=timeout, interval=0.2)
+        try:
+            wait_until(serving, what=f"a server for pod {namespace}/{pod}", timeout=timeout, interval=0.2)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{self.describe_pod(namespace, pod)}") from None
         return self.servers[(namespace, pod)]
+
+    def describe_pod(self, namespace: str, pod: str) -> str:
+        """Why a pod has no server yet, as the API and kube-scheduler see it: its phase, node and
+        conditions, its claims' phases, and the scheduler's log lines about it."""
+        lines = []
+        try:
+            body = self.plane.get_json(f"/api/v1/namespaces/{namespace}/pods/{pod}")
+        except (urllib.error.URLError, OSError) as e:
+            return f"pod {namespace}/{pod}: cannot read it: {e}"
+        status = body.get("status") or {}
+        conditions = ", ".join(
+            f"{c.get('type')}={c.get('status')}"
+            + (f" ({c.get('reason')}: {c.get('message')})" if c.get("reason") else "")
+            for c in status.get("conditions") or []
+        )
+        node = (body.get("spec") or {}).get("nodeName")
+        lines.append(
+            f"pod {namespace}/{pod}: {status.get('phase')} on {node} ip={status.get('podIP')}; {conditions}"
+        )
+        for volume in (body.get("spec") or {}).get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                try:
+                    pvc = self.plane.get_json(
+                        f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"
+                    )
+                    phase = (pvc.get("status") or {}).get("phase")
+                    lines.append(f"claim {claim}: {phase} volume={(pvc.get('spec') or {}).get('volumeName')}")
+                except (urllib.error.URLError, OSError) as e:
+                    lines.append(f"claim {claim}: cannot read it: {e}")
+        scheduler_log = self.plane.workdir / "logs" / "kube-scheduler.log"
+        if scheduler_log.exists():
+            about = [
+                ln
+                for ln in scheduler_log.read_text(errors="replace").splitlines()
+                if f"{namespace}/{pod}" in ln
+            ]
+            lines += ["kube-scheduler:", *about[-10:]]
+        return "\n".join(lines)
 
     def stop_server(self, *, namespace: str, pod: str) -> DependencyServer:
         """Stop the pod's server (the pod stays Running, as when a container is killed); the loop

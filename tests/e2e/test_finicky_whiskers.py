@@ -54,6 +54,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 CLICKS = 20
 APP_TIMEOUT_S = 2.0
+# A dependency pod waits on the PV controller and kube-scheduler (claim bound, then pod bound)
+# and kwok; on a loaded 2-core machine that once took 91 s. On timeout the error says where the
+# pod was stuck (depservers.describe_pod).
+POD_WAIT_S = 180.0
 APPS = f"/apis/{GROUP}/{VERSION}"
 
 
@@ -68,7 +72,7 @@ class Whiskers:
         self.clicks_seen = 0
 
     def redis_ip(self) -> str:
-        return self.servers.wait_serving(namespace=self.ns, pod="tally-cache-0").ip
+        return self.servers.wait_serving(namespace=self.ns, pod="tally-cache-0", timeout=POD_WAIT_S).ip
 
     def redis(self) -> redis.Redis:
         return redis.Redis(host=self.redis_ip(), port=6379, socket_timeout=2)
@@ -78,7 +82,7 @@ class Whiskers:
         return base64.b64decode(data[key]).decode()
 
     def db(self, user: str = "scoreboard", password: str | None = None) -> Any:
-        server = self.servers.wait_serving(namespace=self.ns, pod="scoreboard-db-0")
+        server = self.servers.wait_serving(namespace=self.ns, pod="scoreboard-db-0", timeout=POD_WAIT_S)
         return pymysql.connect(
             host=server.ip,
             port=server.port,

@@ -414,7 +414,9 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
     namespace: str,
     module_image: str,
     static_volumes: list[str],
+    control_plane: ControlPlane,
 ) -> None:
+    scheduler_log = control_plane.workdir / "logs" / "kube-scheduler.log"
     apply_app(
         kubeconfig,
         namespace,
@@ -439,9 +441,9 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
 
     pods = await eventually(
         dependency_pods,
-        within=60,
+        within=120,  # the PV controller, kube-scheduler and kwok in turn; see the e2e POD_WAIT_S
         what="redis and mariadb pods Running on kwok nodes",
-        explain=lambda: describe_namespace(api, namespace),
+        explain=lambda: describe_namespace(api, namespace, scheduler_log=scheduler_log),
     )
     sets = {s.metadata.name for s in (await apps_api.list_namespaced_stateful_set(namespace)).items}
     assert sets == {"whiskers-cache", "whiskers-db"}
@@ -454,7 +456,7 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
         deps_ready,
         within=60,
         what="DependenciesReady=True",
-        explain=lambda: describe_namespace(api, namespace),
+        explain=lambda: describe_namespace(api, namespace, scheduler_log=scheduler_log),
     )
 
     async def placed() -> list[str]:
