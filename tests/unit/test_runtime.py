@@ -285,6 +285,20 @@ async def test_async_invoke_runs_off_loop_and_reports_busy(runtime: WasmRuntime)
     assert (await runtime.invoke(hello, InvocationRequest())).outcome is Outcome.OK
 
 
+async def test_a_queued_message_waits_for_a_slot_instead_of_being_busy(runtime: WasmRuntime) -> None:
+    import asyncio
+
+    limits = AppLimits(timeout_s=0.2, max_concurrency=1, max_wait_s=0.01)
+    slow = runtime.load_app(AppSpec("ns", "slow-queue", limits=limits), wat("infinite-loop"))
+    first = asyncio.create_task(runtime.invoke(slow, InvocationRequest()))
+    await asyncio.sleep(0.02)
+    hurried = await runtime.invoke(slow, InvocationRequest())
+    patient = await runtime.invoke(slow, InvocationRequest(max_wait_s=5))
+    assert hurried.outcome is Outcome.BUSY
+    assert patient.outcome is Outcome.TIMEOUT, "it got the slot when the first ended, and ran"
+    assert (await first).outcome is Outcome.TIMEOUT
+
+
 def test_epoch_ticker_stops_and_ticks_round_up(runtime: WasmRuntime) -> None:
     assert runtime.ticker.running
     assert runtime.ticker.ticks_for(0.2) == 101  # 2 ms ticks, plus one for the partial tick

@@ -85,3 +85,14 @@ async def test_slot_granted_as_the_wait_expires_is_given_back() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ConcurrencyLimiter(0)
+
+
+async def test_a_caller_may_wait_longer_than_the_default() -> None:
+    lim = ConcurrencyLimiter(1, max_wait_s=0.01)
+    await lim.acquire()
+    patient = asyncio.create_task(lim.acquire(max_wait_s=5))
+    await asyncio.sleep(0.05)  # well past the default wait
+    assert not patient.done()
+    lim.release()
+    await asyncio.wait_for(patient, 1)
+    assert lim.active == 1

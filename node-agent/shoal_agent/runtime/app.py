@@ -53,6 +53,9 @@ class InvocationRequest:
     stdin: bytes = b""
     env: Sequence[tuple[str, str]] = ()
     args: Sequence[str] | None = None  # replaces the spec's args; argv[0] is always the app name
+    max_wait_s: float | None = None
+    """How long this invocation may wait for a concurrency slot; None is the app's short budget
+    (an HTTP client is waiting). A queued message can afford to wait longer."""
 
 
 def _env_arrays(pairs: Sequence[tuple[str, str]]) -> tuple[CharArray, CharArray]:

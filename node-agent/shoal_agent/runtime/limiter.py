@@ -28,17 +28,18 @@ class ConcurrencyLimiter:
     def waiting(self) -> int:
         return sum(1 for w in self._waiters if not w.done())
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting up to `max_wait_s`; raises Busy otherwise."""
+    async def acquire(self, max_wait_s: float | None = None) -> None:
+        """Take a slot, waiting up to `max_wait_s` (default: the limiter's); raises Busy otherwise."""
         if self.active < self.limit and not self.waiting:
             self.active += 1
             return
-        if self.max_wait_s <= 0:
+        wait = self.max_wait_s if max_wait_s is None else max_wait_s
+        if wait <= 0:
             raise Busy()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
-            async with asyncio.timeout(self.max_wait_s):
+            async with asyncio.timeout(wait):
                 await fut
         except (TimeoutError, asyncio.CancelledError) as e:
             if fut.done() and not fut.cancelled():

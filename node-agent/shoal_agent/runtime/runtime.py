@@ -90,7 +90,7 @@ class WasmRuntime:
     async def invoke(self, app: LoadedApp, request: InvocationRequest) -> InvocationResult:
         """Run one invocation off the event loop; `busy` if no slot frees up in time."""
         try:
-            await app.limiter.acquire()
+            await app.limiter.acquire(request.max_wait_s)
         except Busy:
             app.metrics.count(Outcome.BUSY.value)
             return InvocationResult(

@@ -1,10 +1,13 @@
 """The Redis pub/sub trigger: one fresh instance per message on an app's channel, at most once.
 
 Pub/sub keeps nothing: a message published while we are not subscribed (Redis down, agent
-restarting, reconnect back-off) is lost, and one that arrives while the app is at its concurrency
-limit is dropped (`stats.dropped_busy`, and the runtime counts a `busy` invocation). A message is
-handed to exactly one invocation on this agent and never retried, whatever its outcome. Every
-replica of the app subscribes, so with N replicas each message runs N times (docs/host-abi.md).
+restarting, reconnect back-off) is lost. A burst beyond the app's concurrency limit queues here
+(at most `max_pending` messages, each waiting up to `slot_wait_s` for a slot) rather than being
+dropped after the short wait an HTTP client gets; past either bound it is dropped
+(`stats.dropped_overflow`, `stats.dropped_busy`, and the runtime counts a `busy` invocation). A
+message is handed to exactly one invocation on this agent and never retried, whatever its outcome.
+Every replica of the app subscribes, so with N replicas each message runs N times
+(docs/host-abi.md).
 
 The channel declared as `clicks` in namespace `ns` is the Redis channel `ns/clicks`, the same one
 a guest's `publish(..., "clicks", ...)` reaches (see capabilities/namespacing.py).
@@ -69,6 +72,7 @@ class RedisPubSubTrigger:
         backoff: BackoffPolicy | None = None,
         settings: PoolSettings | None = None,
         max_pending: int = 1024,
+        slot_wait_s: float = 30.0,
         health_check_s: int = 5,
     ) -> None:
         self.namespace = namespace
@@ -88,6 +92,7 @@ class RedisPubSubTrigger:
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._env = (("SHOAL_TRIGGER", "redis"), ("SHOAL_CHANNEL", channel))
+        self.slot_wait_s = slot_wait_s
 
     async def start(self) -> None:
         if self._task is None:
@@ -159,7 +164,8 @@ class RedisPubSubTrigger:
 
     async def _invoke(self, data: bytes) -> None:
         try:
-            result = await self.invoker(InvocationRequest(stdin=data, env=self._env))
+            request = InvocationRequest(stdin=data, env=self._env, max_wait_s=self.slot_wait_s)
+            result = await self.invoker(request)
         except Exception:
             self.stats.failed += 1
             log.exception("redis trigger %s/%s: invocation failed to run", self.namespace, self.app)
