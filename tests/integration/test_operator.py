@@ -245,8 +245,8 @@ async def test_no_execute_taint_is_tolerated_for_its_toleration_seconds(
     both = set(await eventually(await placed("intolerant"), what="intolerant's 2 placements"))
     both &= set(await eventually(await placed("tolerant"), what="tolerant's 2 placements"))
     victim = sorted(both)[0]  # two 2-of-3 choices always share a node
+    tainted = time.monotonic()  # before: kubectl's timeAdded (whole seconds) is not earlier than this - 1 s
     kubectl(kubeconfig, "taint", "node", victim, f"{taint_key}=:NoExecute")
-    tainted = time.monotonic()
     try:
 
         async def left(app: str) -> Callable[[], Awaitable[list[str]]]:
@@ -264,7 +264,7 @@ async def test_no_execute_taint_is_tolerated_for_its_toleration_seconds(
             await left("tolerant"), within=seconds + 20, what=f"tolerant to leave {victim} after {seconds}s"
         )
         late = time.monotonic() - tainted
-        assert late >= seconds - 1.5, f"left after {late:.1f}s, before its {seconds}s ran out"
+        assert late >= seconds - 2, f"left after {late:.1f}s, before its {seconds}s ran out"
     finally:
         kubectl(kubeconfig, "taint", "node", victim, f"{taint_key}:NoExecute-")
 
