@@ -273,6 +273,14 @@ class ControlPlane:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
+    def scheduler_said(self, about: str) -> list[str]:
+        """kube-scheduler's log lines that mention `about` (e.g. "ns/pod" or "ns/"): at -v=2 one
+        per scheduling attempt, which is what says why a pod stayed Pending."""
+        log = self.workdir / "logs" / "kube-scheduler.log"
+        if not log.exists():
+            return []
+        return [ln for ln in log.read_text(errors="replace").splitlines() if about in ln]
+
     def node_names(self) -> list[str]:
         return [f"node-{i + 1}" for i in range(self.nodes)]
 

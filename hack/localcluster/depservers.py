@@ -152,14 +152,7 @@ class DependencyServers:
                     lines.append(f"claim {claim}: {phase} volume={(pvc.get('spec') or {}).get('volumeName')}")
                 except (urllib.error.URLError, OSError) as e:
                     lines.append(f"claim {claim}: cannot read it: {e}")
-        scheduler_log = self.plane.workdir / "logs" / "kube-scheduler.log"
-        if scheduler_log.exists():
-            about = [
-                ln
-                for ln in scheduler_log.read_text(errors="replace").splitlines()
-                if f"{namespace}/{pod}" in ln
-            ]
-            lines += ["kube-scheduler:", *about[-10:]]
+        lines += ["kube-scheduler:", *self.plane.scheduler_said(f"{namespace}/{pod}")[-10:]]
         return "\n".join(lines)
 
     def stop_server(self, *, namespace: str, pod: str) -> DependencyServer:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from kubernetes_asyncio import client
 
+from localcluster.controlplane import ControlPlane
+
 
 async def describe_namespace(
-    api: client.ApiClient, namespace: str, *, scheduler_log: Path | None = None
+    api: client.ApiClient, namespace: str, *, plane: ControlPlane | None = None
 ) -> str:
     """Pods (phase, node, conditions), claims (phase, volume), the namespace's events and, given
-    its log, what kube-scheduler said about the namespace's pods."""
+    the control plane, what its kube-scheduler said about the namespace's pods."""
     core = client.CoreV1Api(api)
     lines = [f"namespace {namespace}:"]
     for pod in (await core.list_namespaced_pod(namespace)).items:
@@ -34,13 +35,7 @@ async def describe_namespace(
     for event in events:
         obj = event.involved_object
         lines.append(f"  event {obj.kind}/{obj.name} {event.type} {event.reason}: {event.message}")
-    if scheduler_log is not None:
-        said = await asyncio.to_thread(_lines_about, scheduler_log, f"{namespace}/")
+    if plane is not None:
+        said = await asyncio.to_thread(plane.scheduler_said, f"{namespace}/")
         lines += ["  kube-scheduler:", *(f"    {ln}" for ln in said[-20:])]
     return "\n".join(lines)
-
-
-def _lines_about(log: Path, needle: str) -> list[str]:
-    if not log.exists():
-        return []
-    return [ln for ln in log.read_text(errors="replace").splitlines() if needle in ln]

@@ -416,7 +416,6 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
     static_volumes: list[str],
     control_plane: ControlPlane,
 ) -> None:
-    scheduler_log = control_plane.workdir / "logs" / "kube-scheduler.log"
     apply_app(
         kubeconfig,
         namespace,
@@ -443,7 +442,7 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
         dependency_pods,
         within=120,  # the PV controller, kube-scheduler and kwok in turn; see the e2e POD_WAIT_S
         what="redis and mariadb pods Running on kwok nodes",
-        explain=lambda: describe_namespace(api, namespace, scheduler_log=scheduler_log),
+        explain=lambda: describe_namespace(api, namespace, plane=control_plane),
     )
     sets = {s.metadata.name for s in (await apps_api.list_namespaced_stateful_set(namespace)).items}
     assert sets == {"whiskers-cache", "whiskers-db"}
@@ -456,7 +455,7 @@ async def test_dependencies_run_as_pods_near_which_the_app_is_placed(
         deps_ready,
         within=60,
         what="DependenciesReady=True",
-        explain=lambda: describe_namespace(api, namespace, scheduler_log=scheduler_log),
+        explain=lambda: describe_namespace(api, namespace, plane=control_plane),
     )
 
     async def placed() -> list[str]:
