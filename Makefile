@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/hack
 
-.PHONY: help setup tools lint test test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart
+.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -15,10 +15,20 @@ setup: ## install Debian packages, the Python venv and the Kubernetes tools (ide
 tools: ## build kube-apiserver, etcd, kwok, helm, oras from the Go module proxy (cached in ~/.cache/shoal)
 	@hack/build-tools.sh
 
-lint: setup ## ruff and mypy
+# cargo shares the release build that setup made (same profile, target dir outside the clone).
+CARGO := CARGO_TARGET_DIR=$${SHOAL_CACHE:-$$HOME/.cache/shoal}/cargo PYO3_PYTHON=$(CURDIR)/.venv/bin/python cargo
+CRATE := --manifest-path node-agent/dataplane/Cargo.toml
+PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+
+lint: setup ## ruff, mypy, cargo fmt and clippy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(CARGO) fmt $(CRATE) --check
+	$(CARGO) clippy --release --locked $(CRATE) --all-targets -- -D warnings
+
+test-rust: setup ## the data plane's Rust unit tests
+	LD_LIBRARY_PATH=$(PYLIBDIR) $(CARGO) test --release --locked $(CRATE)
 
 crds: setup ## regenerate crds/ and charts/shoal/crds/ from the pydantic models
 	$(PY) hack/gen_crds.py
@@ -37,7 +47,7 @@ bench-coldstart: setup ## cold start vs bare wasmtime-py vs runc; HTTP req/s; me
 
 # Two pytest sessions, each with its own control plane: the e2e tests run real agents, an operator and
 # extra Nodes that must not meet the integration tests' simulated agents and operator.
-test: setup lint ## lint, then every test (unit, integration, e2e)
+test: setup lint test-rust ## lint, then every test (Rust, unit, integration, e2e)
 	$(PY) -m pytest tests/unit tests/integration
 	$(PY) -m pytest tests/e2e
 

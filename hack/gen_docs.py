@@ -392,6 +392,7 @@ def metric_docs(registry: CollectorRegistry) -> list[MetricDoc]:
 
 def agent_metric_docs() -> list[MetricDoc]:
     metrics = AgentMetrics(node="<node>", registry=CollectorRegistry())
+    metrics.native.document = True  # the data plane's metrics, with placeholder labels
     _touch_children(metrics)
     return metric_docs(metrics.registry)
 

@@ -3,6 +3,8 @@
 #   1. Debian packages: the real servers tests run against, and the toolchain for example guests.
 #   2. A Python virtualenv in .venv with the project and its dev tools.
 #   3. Kubernetes, etcd, kwok, helm and oras built from the Go module proxy (cached in ~/.cache/shoal).
+#   4. The native data plane (Rust: wasmtime + hyper, a PyO3 extension built by maturin), with cargo's
+#      target dir cached in ~/.cache/shoal/cargo so a fresh clone rebuilds only the crate itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,4 +52,5 @@ else
 fi
 
 hack/build-tools.sh >/dev/null
+hack/build-dataplane.sh
 log "done"

@@ -6,6 +6,7 @@ Every server a fixture starts is stopped by PID when the fixture ends, passing o
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -19,6 +20,21 @@ from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
 from localcluster.tools import tool
 from tests.harness.clusters import control_plane_at
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def example_guests(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """hack/examples' guests (hello, echo, bad ones), built once per session with clang and wat2wasm."""
+    if shutil.which("clang") is None or shutil.which("wat2wasm") is None:
+        pytest.skip("clang and wat2wasm are needed to build the example guests (hack/setup.sh installs them)")
+    out = tmp_path_factory.mktemp("examples")
+    build = subprocess.run(
+        [str(REPO / "hack/examples/build.sh"), str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    return out
 
 
 @pytest.fixture(scope="session")

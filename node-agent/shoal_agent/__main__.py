@@ -27,11 +27,10 @@ from .metrics import AgentMetrics
 from .oci import ArtifactPuller
 from .placements import AgentContext, PlacementManager
 from .registration import Registration
-from .runtime import HostFunctionRegistry, WasmRuntime
-from .runtime.engine import wasmtime_version
+from .runtime import EngineSettings, HostFunctionRegistry, WasmRuntime, wasmtime_version
 from .secrets import SecretReader
 from .server import AgentServers
-from .triggers import HttpRouter
+from .serving import Serving
 
 log = logging.getLogger("shoal_agent")
 
@@ -55,16 +54,6 @@ async def api_client(cfg: AgentConfig) -> client.ApiClient:
     return client.ApiClient(c)
 
 
-def _instances_running(metrics: AgentMetrics) -> bool:
-    return any(s.value > 0 for m in metrics.instances_active.collect() for s in m.samples)
-
-
-def _interrupt_guests(runtime: WasmRuntime, ticks: int) -> None:
-    """Advance the epoch past every store's deadline so guests still running trap now."""
-    for _ in range(ticks):
-        runtime.engine.increment_epoch()
-
-
 async def run(
     cfg: AgentConfig,
     *,
@@ -82,8 +71,13 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     metrics = AgentMetrics(cfg.node_name)
-    runtime = WasmRuntime(metrics, cache_dir=cfg.module_cache_dir, host_functions=host_functions)
-    router = HttpRouter()
+    runtime = WasmRuntime(
+        metrics,
+        cache_dir=cfg.module_cache_dir,
+        settings=EngineSettings(memory_budget_bytes=cfg.memory_budget_bytes),
+        host_functions=host_functions,
+    )
+    serving = Serving(runtime, cluster_domain=cfg.cluster_domain)
     owns_api = api is None
     if api is None:
         api = await api_client(cfg)
@@ -91,9 +85,8 @@ async def run(
     ctx = AgentContext(
         cfg=cfg,
         api=api,
-        runtime=runtime,
+        serving=serving,
         puller=ArtifactPuller(cfg.oci_cache_dir),
-        router=router,
         metrics=metrics,
         secrets=SecretReader(api),
         trigger_factories=dict(trigger_factories or {}),
@@ -101,14 +94,13 @@ async def run(
     )
     manager = PlacementManager(ctx, registration.set_placements)
     servers = AgentServers(
-        router,
+        serving,
         metrics,
         ready_checks=lambda: {
             "registered": registration.registered and registration.lease_fresh(),
             "placement watch": manager.watching,
         },
     )
-    deadline_ticks = 0
     try:
         await servers.start(
             http_host=cfg.http_host,
@@ -117,7 +109,8 @@ async def run(
             metrics_port=cfg.metrics_port,
         )
         log.info(
-            "agent for node %s: triggers on %s:%d (advertised %s), metrics on %s:%d, cache %s",
+            "agent for node %s: triggers on %s:%d (advertised %s), metrics on %s:%d, cache %s, "
+            "memory budget %d MiB",
             cfg.node_name,
             cfg.http_host,
             cfg.http_port,
@@ -125,24 +118,21 @@ async def run(
             cfg.metrics_host,
             cfg.metrics_port,
             cfg.cache_dir,
+            cfg.memory_budget_bytes >> 20,
         )
         registration.start()
         manager.start()
         await stop.wait()
         log.info("stopping: draining placements (grace %.1fs)", cfg.grace_seconds)
         servers.draining = True
-        deadline_ticks = max(
-            (w.active.loaded.deadline_ticks for w in manager.workers.values() if w.active is not None),
-            default=0,
-        )
         await manager.shutdown(cfg.grace_seconds)
         await registration.flush_status()
     finally:
         await registration.stop()
         await servers.stop()
-        if _instances_running(metrics):
+        if runtime.plane.memory_in_use > 0:
             log.warning("interrupting guests still running after the grace period")
-            await asyncio.to_thread(_interrupt_guests, runtime, deadline_ticks + 2)
+        runtime.interrupt()
         await asyncio.to_thread(runtime.close)
         if owns_api:
             await api.close()

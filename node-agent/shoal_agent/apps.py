@@ -44,12 +44,20 @@ class BindingsListener(Protocol):
 
 
 class InFlight:
-    """Counts invocations running through an invoker, so draining can wait for them."""
+    """Counts invocations of one app version, so draining can wait for them: those the agent asked
+    for (jobs, messages) here, and those the data plane serves itself (HTTP) through `native`."""
 
-    def __init__(self) -> None:
+    POLL_SECONDS = 0.01
+
+    def __init__(self, native: Callable[[], int] = lambda: 0) -> None:
         self.count = 0
+        self.native = native
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def total(self) -> int:
+        return self.count + self.native()
 
     def wrap(self, invoker: Invoker) -> Invoker:
         async def counted(request: InvocationRequest) -> InvocationResult:
@@ -66,10 +74,13 @@ class InFlight:
 
     async def wait_idle(self, within: float) -> bool:
         """True once nothing is in flight, False if `within` seconds passed first."""
-        if self.count == 0:
-            return True
+        deadline = asyncio.get_running_loop().time() + within
         try:
-            await asyncio.wait_for(self._idle.wait(), within)
+            async with asyncio.timeout_at(deadline):
+                await self._idle.wait()
+                # The data plane has no event to await: poll its count (drains are rare).
+                while self.native() > 0:  # noqa: ASYNC110 - nothing to wait on but a count
+                    await asyncio.sleep(self.POLL_SECONDS)
             return True
         except TimeoutError:
             return False

@@ -42,6 +42,9 @@ class AgentConfig:
     """On SIGTERM: how long in-flight invocations may take to finish."""
     cluster_domain: str = "cluster.local"
     log_level: str = "INFO"
+    memory_budget_bytes: int = 1 << 30
+    """Sum of the memory limits of in-flight instances the data plane admits: the pod's memory
+    limit less what the agent itself needs (the chart passes MEMORY_LIMIT by the downward API)."""
 
     @property
     def renew_seconds(self) -> float:
@@ -60,6 +63,18 @@ def default_cache_dir(node: str, env: Mapping[str, str]) -> Path:
     """${SHOAL_CACHE:-~/.cache/shoal}/agent/<node>: per node, so two agents on one host do not share."""
     base = env.get("SHOAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "shoal")
     return Path(base) / "agent" / node
+
+
+AGENT_OVERHEAD_BYTES = 256 << 20
+"""What the agent needs besides guest memory (Python, the data plane's pools, caches)."""
+
+
+def default_memory_budget(env: Mapping[str, str]) -> int:
+    """MEMORY_LIMIT (bytes, from the pod's limits) less the agent's own overhead; 1 GiB without it."""
+    limit = _int_env(env, "MEMORY_LIMIT")
+    if not limit:
+        return 1 << 30
+    return max(limit - AGENT_OVERHEAD_BYTES, 64 << 20)
 
 
 def _int_env(env: Mapping[str, str], name: str) -> int | None:
@@ -96,6 +111,13 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
     p.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS)
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--log-level", default=env.get("LOG_LEVEL") or "INFO")
+    p.add_argument(
+        "--memory-budget",
+        type=int,
+        default=None,
+        help="bytes of guest memory (sum of in-flight instances' limits) the agent admits "
+        "(default: env MEMORY_LIMIT less 256 MiB, else 1 GiB)",
+    )
     a = p.parse_args(argv)
     if not a.node_name:
         p.error("--node-name (or NODE_NAME) is required")
@@ -118,4 +140,5 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
         grace_seconds=a.grace_seconds,
         cluster_domain=a.cluster_domain,
         log_level=a.log_level,
+        memory_budget_bytes=a.memory_budget if a.memory_budget is not None else default_memory_budget(env),
     )

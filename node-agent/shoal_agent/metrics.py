@@ -3,14 +3,26 @@
 Every metric lives in a `CollectorRegistry` the caller owns and passes around, never the global
 one, so that two agents (or two tests) in one process do not share counters. Label sets are
 bounded: namespace/app come from the apps placed on this node, node is fixed per agent, and
-result/outcome are closed enums.
+result/outcome/reason are closed enums.
+
+Per-invocation metrics are recorded by the native data plane (lock-free, on its threads) and read
+from it at scrape time by `NativeMetrics`, a custom collector that exports them under the names
+below; the agent's own phases (pull, compile, placement) are ordinary prometheus-client metrics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+# prometheus-client's own `le` formatting (untyped upstream), so our buckets read like its own.
+_le = cast(Callable[[float], str], floatToGoString)
 
 # 10 us .. 10 s in a 1-2.5-5 progression: fine enough to tell a 60 us instantiation from a 150 us one.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -22,6 +34,93 @@ APP_LABELS = ("namespace", "app", "node")
 
 PULL_RESULTS = ("hit", "miss")
 COMPILE_RESULTS = ("compiled", "cache_load")
+
+# One row of the data plane's snapshot: (namespace, app, {histogram: (cumulative counts incl. +Inf,
+# sum)}, {outcome: count}, {refusal reason: count}, instances active).
+NativeRow = tuple[
+    str, str, Mapping[str, tuple[Sequence[int], float]], Mapping[str, int], Mapping[str, int], int
+]
+NativeSnapshot = Callable[[], Sequence[NativeRow]]
+
+# (snapshot key, metric name, help), in the order they are exported.
+NATIVE_HISTOGRAMS: tuple[tuple[str, str, str], ...] = (
+    (
+        "instance_start",
+        "shoal_instance_start_seconds",
+        "Per-invocation instantiation time (store setup + instantiate).",
+    ),
+    (
+        "first_byte",
+        "shoal_invocation_first_byte_seconds",
+        "Time from request arrival to the first response byte.",
+    ),
+    (
+        "duration",
+        "shoal_invocation_duration_seconds",
+        "Wall time of one invocation, instantiation included.",
+    ),
+    (
+        "queue_wait",
+        "shoal_invocation_queue_wait_seconds",
+        "Time from arrival until the guest got an execution slot (admission and fair queue).",
+    ),
+)
+OUTCOMES = ("ok", "exit", "trap", "timeout", "out_of_memory", "stdout_limit", "busy", "error")
+REFUSAL_REASONS = ("concurrency", "memory")
+
+
+class NativeMetrics(Collector):
+    """Exports the data plane's per-app counters and histograms at scrape time."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.source: NativeSnapshot | None = None
+        self.document = False
+        """Set by the docs generator: export one placeholder app so label names show."""
+
+    def _rows(self) -> Sequence[NativeRow]:
+        if self.source is not None:
+            return self.source()
+        if not self.document:
+            return ()
+        zeros = (tuple(0 for _ in range(len(LATENCY_BUCKETS) + 1)), 0.0)
+        hists = {key: zeros for key, _, _ in NATIVE_HISTOGRAMS}
+        return [
+            ("<namespace>", "<app>", hists, dict.fromkeys(OUTCOMES, 0), dict.fromkeys(REFUSAL_REASONS, 0), 0)
+        ]
+
+    def collect(self) -> Iterator[Any]:
+        rows = self._rows()
+        bounds = [*(_le(b) for b in LATENCY_BUCKETS), "+Inf"]
+        for key, name, doc in NATIVE_HISTOGRAMS:
+            fam = HistogramMetricFamily(name, doc, labels=APP_LABELS)
+            for ns, app, hists, _, _, _ in rows:
+                counts, total = hists[key]
+                fam.add_metric([ns, app, self.node], list(zip(bounds, counts, strict=True)), total)
+            yield fam
+        invocations = CounterMetricFamily(
+            "shoal_invocations", "Invocations by outcome.", labels=(*APP_LABELS, "outcome")
+        )
+        refusals = CounterMetricFamily(
+            "shoal_admission_refusals",
+            "Invocations refused before they ran: `concurrency` (the app's maxConcurrency) or "
+            "`memory` (the agent's memory budget).",
+            labels=(*APP_LABELS, "reason"),
+        )
+        active = GaugeMetricFamily(
+            "shoal_instances_active", "Wasm instances currently running.", labels=APP_LABELS
+        )
+        for ns, app, _, outcomes, refused, running in rows:
+            for outcome in OUTCOMES:
+                if outcomes.get(outcome) or self.document:
+                    invocations.add_metric([ns, app, self.node, outcome], outcomes.get(outcome, 0))
+            for reason in REFUSAL_REASONS:
+                if refused.get(reason) or self.document:
+                    refusals.add_metric([ns, app, self.node, reason], refused.get(reason, 0))
+            active.add_metric([ns, app, self.node], running)
+        yield invocations
+        yield refusals
+        yield active
 
 
 @dataclass
@@ -49,56 +148,22 @@ class AgentMetrics:
             "Time to obtain a compiled module: compiled from Wasm or loaded from the on-disk cache.",
             ("result",),
         )
-        self.instance_start_seconds = hist(
-            "shoal_instance_start_seconds", "Per-invocation instantiation time (store setup + instantiate)."
-        )
-        self.invocation_first_byte_seconds = hist(
-            "shoal_invocation_first_byte_seconds", "Time from request arrival to the first response byte."
-        )
         self.placement_cold_start_seconds = hist(
             "shoal_placement_cold_start_seconds", "Time from an app being placed on this node to ready."
         )
-        self.invocation_duration_seconds = hist(
-            "shoal_invocation_duration_seconds", "Wall time of one invocation, instantiation included."
-        )
-        self.invocations_total = Counter(
-            "shoal_invocations_total", "Invocations by outcome.", (*APP_LABELS, "outcome"), registry=r
-        )
-        self.instances_active = Gauge(
-            "shoal_instances_active", "Wasm instances currently running.", APP_LABELS, registry=r
-        )
+        self.native = NativeMetrics(self.node)
+        r.register(self.native)
 
     def for_app(self, namespace: str, app: str) -> AppMetrics:
-        """Label children bound once per app, so the hot path does no label lookups."""
-        labels = (namespace, app, self.node)
-        return AppMetrics(
-            parent=self,
-            labels=labels,
-            instance_start=self.instance_start_seconds.labels(*labels),
-            duration=self.invocation_duration_seconds.labels(*labels),
-            first_byte=self.invocation_first_byte_seconds.labels(*labels),
-            active=self.instances_active.labels(*labels),
-        )
+        return AppMetrics(parent=self, labels=(namespace, app, self.node))
 
 
 @dataclass
 class AppMetrics:
-    """Pre-bound metric children of one app."""
+    """The agent-side metrics of one app (its invocations are counted by the data plane)."""
 
     parent: AgentMetrics
     labels: tuple[str, str, str]
-    instance_start: Histogram
-    duration: Histogram
-    first_byte: Histogram
-    active: Gauge
-    _outcomes: dict[str, Counter] = field(default_factory=dict)
-
-    def count(self, outcome: str) -> None:
-        child = self._outcomes.get(outcome)
-        if child is None:
-            child = self.parent.invocations_total.labels(*self.labels, outcome)
-            self._outcomes[outcome] = child
-        child.inc()
 
     def compile(self, result: str, seconds: float) -> None:
         self.parent.module_compile_seconds.labels(*self.labels, result).observe(seconds)

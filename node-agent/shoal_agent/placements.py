@@ -38,11 +38,11 @@ from .capabilities import capabilities_for
 from .config import AgentConfig
 from .metrics import AgentMetrics
 from .oci import ArtifactPuller, OciError
-from .routing import app_routes, mount, owner_of
-from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError, WasmRuntime
+from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError
 from .secrets import MissingReference, SecretReader
+from .serving import Serving
 from .status import StatusPump, transition, with_job_condition
-from .triggers import HttpRouter, HttpTarget, JobSpec, run_job
+from .triggers import JobSpec, run_job
 from .watch import PlacementWatch
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,8 @@ class AgentContext:
 
     cfg: AgentConfig
     api: client.ApiClient
-    runtime: WasmRuntime
+    serving: Serving
     puller: ArtifactPuller
-    router: HttpRouter
     metrics: AgentMetrics
     secrets: SecretReader
     trigger_factories: dict[str, TriggerFactory] = field(default_factory=dict)
@@ -238,17 +237,17 @@ class PlacementWorker:
             for listener in ctx.listeners:
                 await listener.bind(bindings)
                 bound.append(listener)
-            loaded = await ctx.runtime.load_app_async(app_spec, wasm, pulled.module_digest)
+            loaded = await ctx.serving.load(app_spec, wasm, pulled.module_digest)
         except BaseException:
             for listener in bound:
                 with contextlib.suppress(Exception):
                     await listener.unbind(bindings)
             raise
-        inflight = InFlight()
-        runtime = ctx.runtime
+        inflight = InFlight(native=lambda: loaded.in_flight)
+        serving = ctx.serving
 
         async def invoke(request: InvocationRequest) -> InvocationResult:
-            return await runtime.invoke(loaded, request)
+            return await serving.invoke(loaded, request)
 
         return RunningApp(
             template_hash=wanted,
@@ -266,21 +265,15 @@ class PlacementWorker:
         ctx, trigger = self.ctx, placement.spec.trigger
         old = self.active
         if trigger.http is not None:
-            target = HttpTarget(self.namespace, self.app, new.invoker, metrics=new.loaded.metrics)
-            routes = app_routes(self.app, self.namespace, trigger.http.path, ctx.cfg.cluster_domain)
-            ctx.router.remove_app(self.namespace, self.app)
-            owners = {r: owner_of(ctx.router, r) for r in routes if r.host is None}
-            taken = mount(ctx.router, target, routes)
+            mounted = ctx.serving.mount_http(new.loaded, trigger.http.path)
             self.active = new
             message = f"serving http {trigger.http.path}"
-            if taken:
-                message += "; path already served on this node by " + ", ".join(
-                    sorted({owners.get(r, "another app") for r in taken})
-                )
+            if mounted.taken_by:
+                message += "; path already served on this node by " + ", ".join(mounted.taken_by)
                 message += ", reachable by Host only"
             self._set("Ready", True, message)
         else:
-            ctx.router.remove_app(self.namespace, self.app)
+            ctx.serving.unmount(self.namespace, self.app)
             self.active = new
             if trigger.job is not None:
                 new.job_task = asyncio.create_task(self._run_job(placement, new), name=f"job-{self.name}")
@@ -339,7 +332,7 @@ class PlacementWorker:
             log.warning(
                 "%s/%s: %d invocations still running at unload", self.namespace, self.name, old.inflight.count
             )
-        runtime = self.ctx.runtime
+        runtime = self.ctx.serving.runtime
         if runtime.get(self.namespace, self.app) is old.loaded:
             runtime.unload(self.namespace, self.app)
         for listener in self.ctx.listeners:
@@ -363,7 +356,7 @@ class PlacementWorker:
             self._set("Draining", False, reason)
         active, self.active = self.active, None
         if active is not None:
-            self.ctx.router.remove_app(self.namespace, self.app)
+            self.ctx.serving.unmount(self.namespace, self.app)
             await self._retire(active, grace)
         for task in list(self._retiring):
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -415,7 +408,7 @@ class PlacementManager:
     def _forget_module(self, digest: str) -> None:
         if not any(w.active is not None and w.active.module_digest == digest for w in self.workers.values()):
             with contextlib.suppress(ValueError):
-                self.ctx.runtime.cache.forget(digest)
+                self.ctx.serving.forget_module(digest)
 
     # --- watch callbacks ----------------------------------------------------------------------------
 

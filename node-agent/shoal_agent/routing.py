@@ -17,7 +17,7 @@ between), so no request ever sees the app unrouted or routed to a mix of version
 
 from __future__ import annotations
 
-from shoal_agent.triggers import HttpRoute, HttpRouter, HttpTarget
+from .triggers import HttpRoute, HttpRouter, HttpTarget
 
 
 def host_names(app: str, namespace: str, cluster_domain: str) -> list[str]:

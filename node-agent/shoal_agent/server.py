@@ -1,10 +1,11 @@
-"""The agent's two HTTP servers (aiohttp, on the agent's event loop).
+"""The agent's two HTTP servers.
 
-- Trigger port: every request goes to the `HttpRouter` (see routing.py for how apps are found).
-  While the agent drains it answers 503 with Connection: close, so clients and Services move on.
-- Metrics/health port: `/metrics` (the agent's own registry), `/healthz` (the process is alive and its
-  event loop turns: a ticker must have run recently), `/readyz` (registered with a fresh Lease and the
-  placement watch established, and not draining).
+- Trigger port: served by the native data plane (`Serving.listen`): every request is routed as
+  routing.py says and runs a fresh instance. While the agent drains it answers 503 with
+  Connection: close, so clients and Services move on.
+- Metrics/health port (aiohttp, on the agent's event loop): `/metrics` (the agent's own registry),
+  `/healthz` (the process is alive and its event loop turns: a ticker must have run recently),
+  `/readyz` (registered with a fresh Lease and the placement watch established, and not draining).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import AgentMetrics
-from .triggers import HttpRouter
+from .serving import Serving
 
 LOOP_TICK_SECONDS = 1.0
 LOOP_STALL_SECONDS = 10.0
@@ -27,29 +28,29 @@ LOOP_STALL_SECONDS = 10.0
 class AgentServers:
     def __init__(
         self,
-        router: HttpRouter,
+        serving: Serving,
         metrics: AgentMetrics,
         *,
         ready_checks: Callable[[], dict[str, bool]],
     ) -> None:
-        self.router = router
+        self.serving = serving
         self.metrics = metrics
         self.ready_checks = ready_checks
-        self.draining = False
+        self._draining = False
         self._last_tick = time.monotonic()
         self._ticker: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
 
-    # --- handlers -----------------------------------------------------------------------------------
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
-    async def _trigger(self, request: web.Request) -> web.StreamResponse:
-        if self.draining:
-            return web.Response(
-                status=503,
-                text="agent is shutting down\n",
-                headers={"Retry-After": "1", "Connection": "close"},
-            )
-        return await self.router.handle(request)
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
+        self.serving.set_draining(value)
+
+    # --- handlers -----------------------------------------------------------------------------------
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self.metrics.registry)
@@ -77,19 +78,18 @@ class AgentServers:
 
     async def start(self, *, http_host: str, http_port: int, metrics_host: str, metrics_port: int) -> None:
         self._ticker = asyncio.create_task(self._tick(), name="loop-ticker")
-        trigger_app = web.Application(client_max_size=8 * 1024 * 1024)
-        trigger_app.router.add_route("*", "/{tail:.*}", self._trigger)
         ops_app = web.Application()
         ops_app.router.add_get("/metrics", self._metrics)
         ops_app.router.add_get("/healthz", self._healthz)
         ops_app.router.add_get("/readyz", self._readyz)
-        for app, host, port in ((ops_app, metrics_host, metrics_port), (trigger_app, http_host, http_port)):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-            await runner.setup()
-            await web.TCPSite(runner, host, port).start()
-            self._runners.append(runner)
+        runner = web.AppRunner(ops_app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, metrics_host, metrics_port).start()
+        self._runners.append(runner)
+        self.serving.listen(http_host, http_port)
 
     async def stop(self) -> None:
+        self.serving.stop_listening()
         for runner in reversed(self._runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()

@@ -30,6 +30,7 @@ class AgentProcess:
         grace_seconds: float = 5.0,
         http_host: str = "127.0.0.1",
         advertise_host: str | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         """`http_host`: where triggers listen; on a test network, a `TestNet.host_address()`, which
         is also advertised (EndpointSlices reject loopback) unless `advertise_host` says otherwise."""
@@ -42,6 +43,7 @@ class AgentProcess:
         self.grace_seconds = grace_seconds
         self.http_host = http_host
         self.advertise_host = advertise_host or http_host
+        self.memory_budget = memory_budget
         self.http_port = free_port()
         self.metrics_port = free_port()
         self.popen: subprocess.Popen[bytes] | None = None
@@ -75,6 +77,7 @@ class AgentProcess:
                     f"--cache-dir={self.cache_dir}",
                     f"--lease-seconds={self.lease_seconds}",
                     f"--grace-seconds={self.grace_seconds}",
+                    *([f"--memory-budget={self.memory_budget}"] if self.memory_budget else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

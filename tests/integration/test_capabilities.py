@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -68,15 +67,10 @@ def mysql_dep(name: str = "db") -> DependencyEndpoint:
 
 
 @pytest.fixture(scope="module")
-def guests(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("clang") is None or shutil.which("wat2wasm") is None or shutil.which("go") is None:
-        pytest.skip("clang, wat2wasm and go are needed to build the capability guests")
-    out = tmp_path_factory.mktemp("examples")
-    build = subprocess.run(
-        [str(REPO / "hack/examples/build.sh"), str(out)], capture_output=True, text=True, timeout=300
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    return out
+def guests(example_guests: Path) -> Path:
+    if shutil.which("go") is None:
+        pytest.skip("go is needed to build the capability guests")
+    return example_guests
 
 
 @pytest.fixture(scope="module")

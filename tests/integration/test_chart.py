@@ -118,6 +118,7 @@ def test_defaults_render_the_core_objects() -> None:
         "divisor": "1m",
     }
     assert env["MEMORY_REQUEST"]["resourceFieldRef"]["resource"] == "requests.memory"
+    assert env["MEMORY_LIMIT"]["resourceFieldRef"]["resource"] == "limits.memory"
     assert env["NODE_NAME"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["POD_IP"]["fieldRef"]["fieldPath"] == "status.podIP"
     cache = next(v for v in pod["volumes"] if v["name"] == "cache")

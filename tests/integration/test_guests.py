@@ -1,17 +1,13 @@
-"""Real guests (clang, Go, wat2wasm via hack/examples/build.sh) in real wasmtime, through the runtime
-and the HTTP trigger."""
+"""Real guests (clang, Go, wat2wasm via hack/examples/build.sh) in real wasmtime, through the runtime.
+The HTTP trigger with the same guests: test_native_http.py."""
 
 from __future__ import annotations
 
-import functools
-import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import (
@@ -24,7 +20,6 @@ from shoal_agent.runtime import (
     UndeclaredCapabilityError,
     WasmRuntime,
 )
-from shoal_agent.triggers import HttpRoute, HttpRouter, HttpTarget
 from shoal_agent.triggers.job import JobSpec, run_job
 
 pytestmark = pytest.mark.integration
@@ -34,17 +29,12 @@ LIMITS = AppLimits(timeout_s=0.3, memory_bytes=32 * 1024 * 1024, stdout_bytes=25
 
 
 @pytest.fixture(scope="module")
-def guests(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("clang") is None or shutil.which("wat2wasm") is None:
-        pytest.skip("clang and wat2wasm are needed to build the example guests (hack/setup.sh installs them)")
-    out = tmp_path_factory.mktemp("examples")
-    build = subprocess.run(
-        [str(REPO / "hack/examples/build.sh"), str(out)], capture_output=True, text=True, timeout=300
+def guests(example_guests: Path) -> Path:
+    again = subprocess.run(
+        [str(REPO / "hack/examples/build.sh"), str(example_guests)], capture_output=True, text=True
     )
-    assert build.returncode == 0, build.stdout + build.stderr
-    again = subprocess.run([str(REPO / "hack/examples/build.sh"), str(out)], capture_output=True, text=True)
     assert "build " not in again.stdout, "build.sh must be idempotent"
-    return out
+    return example_guests
 
 
 @pytest.fixture
@@ -123,29 +113,3 @@ def test_restart_loads_from_cache(guests: Path, tmp_path: Path) -> None:
             results.append(app.compile_result)
             assert app.invoke_sync(InvocationRequest()).outcome is Outcome.OK
     assert results == ["compiled", "cache_load"]
-
-
-@pytest.fixture
-async def http(runtime: WasmRuntime, guests: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    router = HttpRouter()
-    for name, route in [("hello-c", "/c/..."), ("hello-go", "/go/..."), ("malformed-cgi", "/bad"),
-                        ("infinite-loop", "/loop")]:  # fmt: skip
-        if not (guests / f"{name}.wasm").exists():
-            continue
-        app = load(runtime, guests, name)
-        router.add(HttpRoute(route), HttpTarget("ns", name, functools.partial(runtime.invoke, app)))
-    server = web.Application()
-    server.router.add_route("*", "/{tail:.*}", router.handle)
-    async with TestClient(TestServer(server)) as client:
-        yield client
-
-
-async def test_http_end_to_end(http: TestClient[web.Request, web.Application], guests: Path) -> None:
-    resp = await http.get("/c/items/42?color=red")
-    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
-    assert await resp.text() == "Hello from C, /items/42?color=red\n"
-    if (guests / "hello-go.wasm").exists():
-        assert await (await http.get("/go/x")).text() == "Hello from Go, /x\n"
-    bad = await http.get("/bad")
-    assert bad.status == 502 and "malformed CGI response" in await bad.text()
-    assert (await http.get("/loop")).status == 504

@@ -47,8 +47,8 @@ async def _ok(_req: InvocationRequest) -> InvocationResult:
 
 def test_routes_by_path_and_by_service_host() -> None:
     router = HttpRouter()
-    a = HttpTarget("ns1", "web", _ok)
-    b = HttpTarget("ns2", "web", _ok)
+    a = HttpTarget("ns1", "web", _ok)  # type: ignore[arg-type]
+    b = HttpTarget("ns2", "web", _ok)  # type: ignore[arg-type]
     assert mount(router, a, app_routes("web", "ns1", "/web", "cluster.local")) == []
     taken = mount(router, b, app_routes("web", "ns2", "/web/", "cluster.local"))
     assert [r.route for r in taken] == ["/web/..."]  # same path, other namespace: Host only

@@ -23,7 +23,7 @@ from shoal_agent.capabilities.abi import (
 from shoal_agent.capabilities.namespacing import channel_name
 from shoal_agent.capabilities.sql import bind_params, encode_rows, json_value, parse_params
 from shoal_agent.runtime.hostfuncs import HostTrap
-from shoal_agent.runtime.invocation import BoundedBuffer, InvocationState, set_current
+from shoal_agent.runtime.invocation import InvocationState, set_current
 
 pytestmark = pytest.mark.unit
 
@@ -47,7 +47,7 @@ class FakeCall:
 
 @pytest.fixture
 def state() -> Iterator[InvocationState]:
-    s = InvocationState(BoundedBuffer(10), BoundedBuffer(10), app=("ns", "app"))
+    s = InvocationState(app=("ns", "app"))
     set_current(s)
     yield s
     set_current(None)

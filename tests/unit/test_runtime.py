@@ -1,4 +1,5 @@
-"""Runtime core with WAT guests compiled in-process: containment, cache reuse, host functions."""
+"""Runtime core (the native data plane) with WAT guests: containment, cache reuse, host functions,
+admission and the fair queue."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import wasmtime
+import shoal_dataplane
 
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import (
@@ -41,7 +42,7 @@ HELLO = "hello-wat"
 
 
 def w2w(text: str) -> bytes:
-    return bytes(wasmtime.wat2wasm(text))
+    return shoal_dataplane.wat2wasm(text)
 
 
 ECHO_STDIN_ENV_ARGS = """
@@ -89,7 +90,7 @@ def sample(rt: WasmRuntime, metric: str, **labels: str) -> float:
 def test_hello_runs_and_captures_stdout(runtime: WasmRuntime) -> None:
     app = runtime.load_app(AppSpec("ns", "hello"), wat(HELLO))
     result = app.invoke_sync(InvocationRequest())
-    assert result.outcome is Outcome.OK
+    assert result.outcome is Outcome.OK, result
     assert result.exit_code == 0
     assert result.stdout == b"Content-Type: text/plain\n\nHello from WAT\n"
     assert (
@@ -299,9 +300,45 @@ async def test_a_queued_message_waits_for_a_slot_instead_of_being_busy(runtime: 
     assert (await first).outcome is Outcome.TIMEOUT
 
 
-def test_epoch_ticker_stops_and_ticks_round_up(runtime: WasmRuntime) -> None:
-    assert runtime.ticker.running
-    assert runtime.ticker.ticks_for(0.2) == 101  # 2 ms ticks, plus one for the partial tick
-    runtime.ticker.stop()
-    assert not runtime.ticker.running
-    runtime.ticker.stop()  # idempotent
+def test_a_clients_deadline_counts_from_its_arrival(runtime: WasmRuntime) -> None:
+    """A request that queues for admission gets only what is left of its deadline: the client
+    never waits much past the app's timeout."""
+    import concurrent.futures
+    import time
+
+    limits = AppLimits(timeout_s=0.3, max_concurrency=1, max_wait_s=0.25)
+    slow = runtime.load_app(AppSpec("ns", "slow-deadline", limits=limits), wat("infinite-loop"))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(slow.invoke_sync, InvocationRequest())
+        time.sleep(0.1)
+        started = time.monotonic()
+        second = pool.submit(slow.invoke_sync, InvocationRequest()).result()
+        waited = time.monotonic() - started
+        assert first.result().outcome is Outcome.TIMEOUT
+    # Admitted at ~0.2 s after its arrival when the first ended, it ran out of time at ~0.3 s.
+    assert second.outcome is Outcome.TIMEOUT, second
+    assert waited < limits.timeout_s + 0.15
+
+
+def test_memory_budget_refuses_with_a_message_naming_app_limit_and_budget(tmp_path: Path) -> None:
+    from shoal_agent.runtime import EngineSettings
+
+    settings = EngineSettings(memory_budget_bytes=10 * 1024 * 1024)
+    with WasmRuntime(AgentMetrics("n"), cache_dir=None, settings=settings) as rt:
+        limits = AppLimits(timeout_s=0.3, memory_bytes=8 * 1024 * 1024, max_wait_s=0.01)
+        slow = rt.load_app(AppSpec("ns", "fat", limits=limits), wat("infinite-loop"))
+        import concurrent.futures
+        import time
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(slow.invoke_sync, InvocationRequest())
+            time.sleep(0.05)
+            refused = slow.invoke_sync(InvocationRequest())
+            assert running.result().outcome is Outcome.TIMEOUT
+        assert refused.outcome is Outcome.BUSY
+        assert "ns/fat" in refused.message and str(8 * 1024 * 1024) in refused.message
+        assert str(10 * 1024 * 1024) in refused.message and "budget" in refused.message
+        assert rt.plane.memory_in_use == 0
+        assert slow.invoke_sync(InvocationRequest()).outcome is Outcome.TIMEOUT  # admitted again
+        labels = {"namespace": "ns", "app": "fat", "node": "n", "reason": "memory"}
+        assert rt.metrics.registry.get_sample_value("shoal_admission_refusals_total", labels) == 1

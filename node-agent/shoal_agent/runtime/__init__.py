@@ -1,11 +1,11 @@
-"""Wasm runtime core of the node agent: engine, module cache, per-invocation sandboxing.
+"""Wasm runtime core of the node agent: the native data plane seen from Python.
 
 No Kubernetes here: the agent shell turns placements into `AppSpec`s and requests into
 `InvocationRequest`s.
 """
 
 from .app import AppLimits, AppSpec, InvocationRequest, LoadedApp
-from .engine import EngineSettings, EpochTicker, build_engine
+from .engine import EngineSettings, wasmtime_version
 from .errors import (
     DigestMismatchError,
     InvalidWasmError,
@@ -15,19 +15,15 @@ from .errors import (
     UnknownImportError,
 )
 from .hostfuncs import HostCall, HostFunction, HostFunctionRegistry, HostTrap
-from .limiter import Busy, ConcurrencyLimiter
-from .module_cache import ModuleCache, sha256_digest
+from .module_cache import sha256_digest
 from .outcome import InvocationResult, Outcome
 from .runtime import WasmRuntime, default_cache_dir
 
 __all__ = [
     "AppLimits",
     "AppSpec",
-    "Busy",
-    "ConcurrencyLimiter",
     "DigestMismatchError",
     "EngineSettings",
-    "EpochTicker",
     "HostCall",
     "HostFunction",
     "HostFunctionRegistry",
@@ -37,13 +33,12 @@ __all__ = [
     "InvocationResult",
     "LoadError",
     "LoadedApp",
-    "ModuleCache",
     "NotWasmError",
     "Outcome",
     "UndeclaredCapabilityError",
     "UnknownImportError",
     "WasmRuntime",
-    "build_engine",
     "default_cache_dir",
     "sha256_digest",
+    "wasmtime_version",
 ]

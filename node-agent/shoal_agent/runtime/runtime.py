@@ -1,28 +1,31 @@
-"""The agent's Wasm runtime: one Engine, its epoch ticker, the module cache, worker threads.
+"""The agent's Wasm runtime: the native data plane, seen from Python.
 
-`load_app` makes an app ready (compile or cache-load, link, pre-instantiate); `invoke` runs one
-invocation on a worker thread behind the app's concurrency limiter, so the event loop never
-blocks on guest code (wasmtime-py calls release the GIL while Wasm runs). Compiles get a pool of
-their own so a large module never queues invocations behind it.
+`load_app` makes an app version ready (compile or cache-load, link, pre-instantiate) and `invoke`
+runs one invocation; both run in the `shoal_dataplane` extension without the GIL. HTTP requests
+never come through here: the data plane's own listener serves them (see serving.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 from pathlib import Path
 
-import wasmtime
+import shoal_dataplane
 
-from ..metrics import AgentMetrics
+from ..metrics import LATENCY_BUCKETS, AgentMetrics
 from .app import AppSpec, InvocationRequest, LoadedApp
-from .engine import EngineSettings, EpochTicker, build_engine
+from .engine import EngineSettings
+from .errors import DigestMismatchError, InvalidWasmError
 from .hostfuncs import HostFunctionRegistry
-from .limiter import Busy
-from .module_cache import ModuleCache
-from .outcome import InvocationResult, Outcome
-from .workers import InvocationWorkers
+from .module_cache import check_wasm_bytes, normalize_digest, sha256_digest
+from .outcome import InvocationResult
+
+# Threads that wait (without the GIL) for invocations the event loop asked for: jobs and queued
+# messages. Each waits at most its max_wait plus the app's timeout.
+WAITER_THREADS = 64
 
 
 def default_cache_dir() -> Path:
@@ -31,7 +34,7 @@ def default_cache_dir() -> Path:
 
 
 class WasmRuntime:
-    """Use as a context manager (sync) or call `close()`; both stop the ticker and the workers."""
+    """Use as a context manager (sync) or call `close()`; both stop the data plane."""
 
     def __init__(
         self,
@@ -39,40 +42,67 @@ class WasmRuntime:
         cache_dir: Path | None = None,
         settings: EngineSettings | None = None,
         host_functions: HostFunctionRegistry | None = None,
-        tick_ms: float = 5.0,
-        workers: int | None = None,
+        tick_ms: float | None = None,
     ) -> None:
-        self.settings = settings or EngineSettings()
+        s = settings or EngineSettings()
+        if tick_ms is not None:
+            s = dataclasses.replace(s, tick_ms=tick_ms)
+        self.settings = s
         self.metrics = metrics
-        self.engine = build_engine(self.settings)
-        self.cache = ModuleCache(self.engine, self.settings, cache_dir)
-        self.host_functions = host_functions or HostFunctionRegistry()
-        self.ticker = EpochTicker(self.engine, tick_ms)
-        self.ticker.start()
-        # About one worker per core: more threads only fight over the GIL between ctypes calls.
-        self._workers = InvocationWorkers(workers or max(2, os.cpu_count() or 1))
-        self._compilers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="shoal-compile"
+        self.plane = shoal_dataplane.DataPlane(
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+            memory_budget=s.memory_budget_bytes,
+            buckets=list(LATENCY_BUCKETS),
+            guest_threads=s.guest_threads,
+            io_threads=s.io_threads,
+            tick_ms=s.tick_ms,
+            keep_resident_bytes=s.keep_resident_bytes,
+            max_instances=s.max_instances,
         )
+        self.host_functions = host_functions or HostFunctionRegistry()
+        self.plane.set_host(self.host_functions.dispatch, self.host_functions.new_state)
+        metrics.native.source = self.plane.metrics
+        self._waiters = concurrent.futures.ThreadPoolExecutor(
+            WAITER_THREADS, thread_name_prefix="shoal-invoke"
+        )
+        self._compilers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="shoal-compile")
         self._apps: dict[tuple[str, str], LoadedApp] = {}
 
     def load_app(self, spec: AppSpec, wasm: bytes, digest: str | None = None) -> LoadedApp:
         """Compile (or load from cache), link and pre-instantiate; raises LoadError subclasses."""
-        compiled = self.cache.get(wasm, digest)
+        if digest is not None:
+            actual = sha256_digest(wasm)
+            if normalize_digest(digest) != actual.split(":", 1)[1]:
+                raise DigestMismatchError(f"artifact hashes to {actual}, expected {digest}")
+        check_wasm_bytes(wasm)
+        try:
+            compiled = self.plane.compile(wasm)
+        except ValueError as e:
+            raise InvalidWasmError(f"invalid WebAssembly module: {e}") from e
         app_metrics = self.metrics.for_app(spec.namespace, spec.name)
         if compiled.result != "memory":
             app_metrics.compile(compiled.result, compiled.seconds)
-        linker = wasmtime.Linker(self.engine)
-        self.host_functions.link(linker, compiled.module, spec.capabilities)
-        app = LoadedApp(
-            spec,
-            self.engine,
-            compiled.module,
-            linker,
-            self.ticker.ticks_for(spec.limits.timeout_s),
-            app_metrics,
-        )
-        app.compile_result = compiled.result
+        linked = self.host_functions.plan(compiled.imports, spec.capabilities)
+        limits = spec.limits
+        try:
+            native = self.plane.load(
+                compiled,
+                namespace=spec.namespace,
+                name=spec.name,
+                args=list(spec.args),
+                env=sorted(spec.env.items()),
+                entrypoint=spec.entrypoint,
+                memory_bytes=limits.memory_bytes,
+                timeout_s=limits.timeout_s,
+                max_concurrency=limits.max_concurrency,
+                max_wait_s=limits.max_wait_s,
+                stdout_bytes=limits.stdout_bytes,
+                stderr_bytes=limits.stderr_bytes,
+                host_functions=linked,
+            )
+        except ValueError as e:
+            raise InvalidWasmError(f"cannot link the module: {e}") from e
+        app = LoadedApp(spec, self.plane, native, app_metrics, compiled.result)
         self._apps[spec.key] = app
         return app
 
@@ -87,27 +117,24 @@ class WasmRuntime:
     def unload(self, namespace: str, name: str) -> None:
         self._apps.pop((namespace, name), None)
 
+    def forget_module(self, digest: str) -> None:
+        """Drop a compiled module from memory (the on-disk cache keeps it)."""
+        self.plane.forget(digest)
+
     async def invoke(self, app: LoadedApp, request: InvocationRequest) -> InvocationResult:
-        """Run one invocation off the event loop; `busy` if no slot frees up in time."""
-        try:
-            await app.limiter.acquire(request.max_wait_s)
-        except Busy:
-            app.metrics.count(Outcome.BUSY.value)
-            return InvocationResult(
-                Outcome.BUSY, message=f"app at its concurrency limit of {app.spec.limits.max_concurrency}"
-            )
-        try:
-            # The slot is held until the guest really finishes, even if our caller stops waiting.
-            fut = self._workers.submit(lambda: app.invoke_sync(request), done=app.limiter.release)
-        except BaseException:
-            app.limiter.release()
-            raise
-        return await fut
+        """Run one invocation off the event loop; `busy` if admission refused it in time."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._waiters, app.invoke_sync, request)
+
+    def interrupt(self) -> None:
+        """Guests still running trap at their next epoch tick (shutdown, after the grace period)."""
+        self.plane.interrupt()
 
     def close(self) -> None:
-        self.ticker.stop()
-        self._workers.close()
+        self.plane.close()
+        self._waiters.shutdown(wait=True, cancel_futures=True)
         self._compilers.shutdown(wait=True, cancel_futures=True)
+        self.metrics.native.source = None
         self._apps.clear()
 
     def __enter__(self) -> WasmRuntime:

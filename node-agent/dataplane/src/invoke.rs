@@ -1,0 +1,566 @@
+//! One app version (a pre-instantiated module with its limits) and one invocation of it: admit,
+//! queue for an execution slot, a fresh instance in a fresh store, run the entry point, classify.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wasmtime::{Engine, InstancePre, Linker, Module, ResourceLimiter, Result, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::hostcall::{HostBridge, HostFn, HostState};
+use crate::metrics::AppMetrics;
+use crate::pipes::BoundedOutput;
+use crate::sched::{Admission, FairSlots, Refusal};
+
+/// What every invocation shares: the engine and the schedulers.
+pub struct Shared {
+    pub engine: Engine,
+    pub admission: Arc<Admission>,
+    pub slots: Arc<FairSlots>,
+    /// Set at shutdown: every running guest traps at its next epoch tick.
+    pub interrupt: AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppLimits {
+    pub memory_bytes: u64,
+    pub timeout: Duration,
+    pub max_concurrency: u32,
+    /// How long a request may wait for admission before it is refused (503 busy).
+    pub max_wait: Duration,
+    pub stdout_bytes: usize,
+    pub stderr_bytes: usize,
+}
+
+pub struct AppVersion {
+    pub namespace: String,
+    pub name: String,
+    /// The app's identity for fairness and its concurrency limit (stable across versions).
+    pub id: u64,
+    pre: InstancePre<Guest>,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    entrypoint: String,
+    pub limits: AppLimits,
+    pub metrics: Arc<AppMetrics>,
+    pub in_flight: AtomicU64,
+    host: Option<Arc<HostBridge>>,
+}
+
+/// Store data of one invocation.
+pub struct Guest {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+    pub host: Option<HostState>,
+    pub host_failure: Option<String>,
+}
+
+struct MemoryLimiter {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+pub struct Request {
+    pub stdin: Bytes,
+    pub env: Vec<(String, String)>,
+    /// Replaces the app's args; argv[0] is always the app name.
+    pub args: Option<Vec<String>>,
+    /// How long this request may wait for admission; None is the app's own budget.
+    pub max_wait: Option<Duration>,
+    pub arrival: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Exit,
+    Trap,
+    Timeout,
+    OutOfMemory,
+    StdoutLimit,
+    Busy,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Exit => "exit",
+            Self::Trap => "trap",
+            Self::Timeout => "timeout",
+            Self::OutOfMemory => "out_of_memory",
+            Self::StdoutLimit => "stdout_limit",
+            Self::Busy => "busy",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InvocationResult {
+    pub outcome: Outcome,
+    pub stdout: Bytes,
+    pub stderr: Bytes,
+    pub exit_code: Option<i32>,
+    pub message: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub instantiate_seconds: f64,
+    pub duration_seconds: f64,
+    /// Set when admission refused the request ("concurrency" or "memory").
+    pub refusal: Option<&'static str>,
+}
+
+impl InvocationResult {
+    fn refused(outcome: Outcome, message: String, refusal: Option<&'static str>) -> Self {
+        Self {
+            outcome,
+            stdout: Bytes::new(),
+            stderr: Bytes::new(),
+            exit_code: None,
+            message,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            instantiate_seconds: 0.0,
+            duration_seconds: 0.0,
+            refusal,
+        }
+    }
+}
+
+pub fn app_id(namespace: &str, name: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (namespace, name).hash(&mut h);
+    h.finish()
+}
+
+pub struct AppConfig {
+    pub namespace: String,
+    pub name: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub entrypoint: String,
+    pub limits: AppLimits,
+}
+
+impl AppVersion {
+    /// Link WASI and the app's host functions, and pre-instantiate.
+    pub fn new(
+        engine: &Engine,
+        module: &Module,
+        cfg: AppConfig,
+        metrics: Arc<AppMetrics>,
+        host: Option<(Arc<HostBridge>, Vec<HostFn>)>,
+    ) -> Result<Self> {
+        let mut linker: Linker<Guest> = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |g: &mut Guest| &mut g.wasi)?;
+        let bridge = match host {
+            Some((bridge, fns)) => {
+                for f in fns {
+                    crate::hostcall::define(&mut linker, engine, bridge.clone(), f)?;
+                }
+                Some(bridge)
+            }
+            None => None,
+        };
+        let pre = linker.instantiate_pre(module)?;
+        let mut argv = vec![cfg.name.clone()];
+        argv.extend(cfg.args);
+        Ok(Self {
+            id: app_id(&cfg.namespace, &cfg.name),
+            namespace: cfg.namespace,
+            name: cfg.name,
+            pre,
+            argv,
+            env: cfg.env,
+            entrypoint: cfg.entrypoint,
+            limits: cfg.limits,
+            metrics,
+            in_flight: AtomicU64::new(0),
+            host: bridge,
+        })
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Holds an execution slot; gives it back when dropped.
+struct Slot<'a> {
+    slots: &'a FairSlots,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.slots.release();
+    }
+}
+
+fn refusal_message(app: &AppVersion, r: Refusal) -> String {
+    match r {
+        Refusal::Concurrency { limit } => format!("app at its concurrency limit of {limit}"),
+        Refusal::Memory { in_use, budget } => format!(
+            "app {} needs {} bytes of memory (its limit) but the agent's memory budget of {} bytes \
+             has {} left: {} are held by running instances",
+            app.label(),
+            app.limits.memory_bytes,
+            budget,
+            budget.saturating_sub(in_use),
+            in_use
+        ),
+    }
+}
+
+/// Run one invocation to its end; never fails for guest misbehaviour (that is the outcome).
+pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> InvocationResult {
+    let limits = &app.limits;
+    // A client's deadline counts from its arrival, queueing included, so it never waits past it.
+    // A patient caller (a queued message, a job: an explicit max_wait) waits for admission first
+    // and then gets the app's full timeout.
+    let patient = req.max_wait.is_some();
+    let mut deadline = req.arrival + limits.timeout;
+    let wait_until = match req.max_wait {
+        Some(w) => req.arrival + w,
+        None => (req.arrival + limits.max_wait).min(deadline),
+    };
+    let admitted = match shared
+        .admission
+        .admit(app.id, limits.max_concurrency, limits.memory_bytes, wait_until)
+        .await
+    {
+        Ok(a) => a,
+        Err(r) => {
+            app.metrics.refused(r.reason());
+            app.metrics.count("busy");
+            return InvocationResult::refused(Outcome::Busy, refusal_message(&app, r), Some(r.reason()));
+        }
+    };
+    if patient {
+        deadline = Instant::now() + limits.timeout;
+    }
+    app.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight(&app.in_flight);
+    let queued = tokio::time::timeout_at(deadline.into(), shared.slots.acquire(app.id)).await;
+    let start = Instant::now();
+    app.metrics.queue_wait.observe((start - req.arrival).as_secs_f64());
+    if queued.is_err() {
+        app.metrics.count("timeout");
+        return InvocationResult::refused(
+            Outcome::Timeout,
+            format!(
+                "deadline of {}s exceeded while waiting to run",
+                limits.timeout.as_secs_f64()
+            ),
+            None,
+        );
+    }
+    let slot = Slot { slots: &shared.slots };
+    app.metrics.active.fetch_add(1, Ordering::Relaxed);
+    let result = run(&shared, &app, req, deadline, start).await;
+    app.metrics.active.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
+    drop(admitted);
+    app.metrics.duration.observe(result.duration_seconds);
+    if result.instantiate_seconds > 0.0 {
+        app.metrics.instance_start.observe(result.instantiate_seconds);
+    }
+    app.metrics.count(result.outcome.as_str());
+    result
+}
+
+async fn run(shared: &Arc<Shared>, app: &Arc<AppVersion>, req: Request, deadline: Instant, start: Instant) -> InvocationResult {
+    let limits = &app.limits;
+    let stdout = BoundedOutput::new(limits.stdout_bytes, true);
+    let stderr = BoundedOutput::new(limits.stderr_bytes, false);
+    let mut wasi = WasiCtxBuilder::new();
+    match &req.args {
+        Some(args) => {
+            wasi.arg(&app.name);
+            wasi.args(args.as_slice());
+        }
+        None => {
+            wasi.args(app.argv.as_slice());
+        }
+    }
+    wasi.envs(app.env.as_slice())
+        .envs(req.env.as_slice())
+        .stdin(MemoryInputPipe::new(req.stdin))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone());
+    let guest = Guest {
+        wasi: wasi.build_p1(),
+        limiter: MemoryLimiter {
+            limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            hit: false,
+        },
+        host: app.host.as_ref().map(|b| HostState::new(b.clone(), &app.namespace, &app.name, app.id)),
+        host_failure: None,
+    };
+    let mut store = Store::new(&shared.engine, guest);
+    store.limiter(|g| &mut g.limiter);
+    store.set_epoch_deadline(1);
+    let (sh, id) = (shared.clone(), app.id);
+    store.epoch_deadline_callback(move |_ctx| {
+        if sh.interrupt.load(Ordering::Relaxed) || Instant::now() >= deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Give the slot to the next app in line, and queue for it again.
+        sh.slots.release();
+        let sh2 = sh.clone();
+        Ok(UpdateDeadline::YieldCustom(1, Box::pin(async move { sh2.slots.acquire(id).await })))
+    });
+    let mut instantiated = None;
+    let outcome: Result<()> = async {
+        let instance = app.pre.instantiate_async(&mut store).await?;
+        instantiated = Some(Instant::now());
+        let entry = instance
+            .get_typed_func::<(), ()>(&mut store, &app.entrypoint)
+            .map_err(|_| wasmtime::Error::new(NoEntry(app.entrypoint.clone())))?;
+        entry.call_async(&mut store, ()).await
+    }
+    .await;
+    let end = Instant::now();
+    let (outcome, code, message) = match outcome {
+        Ok(()) => (Outcome::Ok, Some(0), String::new()),
+        Err(e) => classify(&e, store.data(), &stdout, limits, instantiated.is_some()),
+    };
+    InvocationResult {
+        outcome,
+        stdout_truncated: stdout.overflowed(),
+        stderr_truncated: stderr.overflowed(),
+        stdout: stdout.take(),
+        stderr: stderr.take(),
+        exit_code: code,
+        message,
+        instantiate_seconds: instantiated.map(|t| (t - start).as_secs_f64()).unwrap_or(0.0),
+        duration_seconds: (end - start).as_secs_f64(),
+        refusal: None,
+    }
+}
+
+#[derive(Debug)]
+struct NoEntry(String);
+
+impl std::fmt::Display for NoEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "module has no {:?} export to run (a function with no parameters and results)", self.0)
+    }
+}
+
+impl std::error::Error for NoEntry {}
+
+fn classify(
+    e: &wasmtime::Error,
+    guest: &Guest,
+    stdout: &BoundedOutput,
+    limits: &AppLimits,
+    instantiated: bool,
+) -> (Outcome, Option<i32>, String) {
+    let oom = guest.limiter.hit;
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return match exit.0 {
+            0 => (Outcome::Ok, Some(0), String::new()),
+            c if oom => (Outcome::OutOfMemory, Some(c), format!("exited with code {c} at the memory limit")),
+            c => (Outcome::Exit, Some(c), format!("exited with code {c}")),
+        };
+    }
+    if stdout.overflowed() {
+        return (
+            Outcome::StdoutLimit,
+            None,
+            format!(
+                "stdout limit of {} bytes exceeded: the module wrote {} bytes before it was stopped",
+                stdout.limit(),
+                stdout.attempted()
+            ),
+        );
+    }
+    if let Some(message) = &guest.host_failure {
+        return (Outcome::Trap, None, message.clone());
+    }
+    if let Some(n) = e.downcast_ref::<NoEntry>() {
+        return (Outcome::Error, None, n.to_string());
+    }
+    let last = e.root_cause().to_string();
+    let last = last.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return (
+                Outcome::Timeout,
+                None,
+                format!("deadline of {}s exceeded", limits.timeout.as_secs_f64()),
+            );
+        }
+        Some(Trap::StackOverflow) => return (Outcome::Trap, None, "stack overflow".into()),
+        _ => {}
+    }
+    if !instantiated {
+        if oom || (last.contains("memory") && (last.contains("limit") || last.contains("exceed"))) {
+            return (
+                Outcome::OutOfMemory,
+                None,
+                format!("needs more than {} bytes", limits.memory_bytes),
+            );
+        }
+        return (Outcome::Error, None, format!("instantiation failed: {last}"));
+    }
+    if oom {
+        return (
+            Outcome::OutOfMemory,
+            None,
+            format!("memory limit {} reached ({last})", limits.memory_bytes),
+        );
+    }
+    (Outcome::Trap, None, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineSettings, build_engine};
+    use crate::metrics::Registry;
+
+    const HELLO: &str = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 16) "Content-Type: text/plain\n\nhi\n")
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 16))
+        (i32.store (i32.const 4) (i32.const 29))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+    const SPIN: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+    const GROW: &str = r#"(module (memory (export "memory") 1)
+      (func (export "_start") (loop $l
+        (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable)) (br $l))))"#;
+
+    fn shared(budget: u64, slots: usize) -> Arc<Shared> {
+        let engine = build_engine(&EngineSettings {
+            max_instances: 64,
+            ..Default::default()
+        })
+        .unwrap();
+        Arc::new(Shared {
+            engine,
+            admission: Admission::new(budget),
+            slots: FairSlots::new(slots),
+            interrupt: AtomicBool::new(false),
+        })
+    }
+
+    fn app(shared: &Shared, name: &str, wat: &str, timeout_ms: u64, concurrency: u32) -> Arc<AppVersion> {
+        let module = Module::new(&shared.engine, wat).unwrap();
+        let registry = Registry::new(vec![0.001, 0.01, 0.1, 1.0]);
+        let cfg = AppConfig {
+            namespace: "ns".into(),
+            name: name.into(),
+            args: vec![],
+            env: vec![],
+            entrypoint: "_start".into(),
+            limits: AppLimits {
+                memory_bytes: 4 << 20,
+                timeout: Duration::from_millis(timeout_ms),
+                max_concurrency: concurrency,
+                max_wait: Duration::from_millis(20),
+                stdout_bytes: 1024,
+                stderr_bytes: 1024,
+            },
+        };
+        Arc::new(AppVersion::new(&shared.engine, &module, cfg, registry.app("ns", name), None).unwrap())
+    }
+
+    fn request() -> Request {
+        Request {
+            stdin: Bytes::new(),
+            env: vec![],
+            args: None,
+            max_wait: None,
+            arrival: Instant::now(),
+        }
+    }
+
+    fn ticker(shared: &Shared) -> crate::engine::EpochTicker {
+        crate::engine::EpochTicker::start(shared.engine.clone(), Duration::from_millis(1))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fresh_instance_runs_and_limits_hold() {
+        let sh = shared(1 << 30, 2);
+        let _t = ticker(&sh);
+        let hello = app(&sh, "hello", HELLO, 500, 4);
+        let r = invoke(sh.clone(), hello.clone(), request()).await;
+        assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+        assert_eq!(&r.stdout[..], b"Content-Type: text/plain\n\nhi\n");
+        let r = invoke(sh.clone(), app(&sh, "spin", SPIN, 50, 4), request()).await;
+        assert_eq!(r.outcome, Outcome::Timeout);
+        assert!(r.duration_seconds < 0.5);
+        let r = invoke(sh.clone(), app(&sh, "grow", GROW, 500, 4), request()).await;
+        assert_eq!(r.outcome, Outcome::OutOfMemory, "{r:?}");
+        assert_eq!(hello.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(sh.admission.memory_in_use(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spinning_guests_do_not_starve_another_app() {
+        // One execution slot: four spinning guests of one app, then a hello of another app.
+        let sh = shared(1 << 30, 1);
+        let _t = ticker(&sh);
+        let spin = app(&sh, "spin", SPIN, 400, 8);
+        let spinners: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(invoke(sh.clone(), spin.clone(), request())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let hello = app(&sh, "hello", HELLO, 500, 4);
+        let started = Instant::now();
+        let r = invoke(sh.clone(), hello, request()).await;
+        assert_eq!(r.outcome, Outcome::Ok);
+        // It waits for one tick of the running guest at most, not for the spinners to end.
+        assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
+        for s in spinners {
+            assert_eq!(s.await.unwrap().outcome, Outcome::Timeout);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_memory_budget_refuses_and_says_why() {
+        let sh = shared(6 << 20, 2);
+        let _t = ticker(&sh);
+        let spin = app(&sh, "spin", SPIN, 200, 8);
+        let first = tokio::spawn(invoke(sh.clone(), spin.clone(), request()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = invoke(sh.clone(), spin.clone(), request()).await;
+        assert_eq!((r.outcome, r.refusal), (Outcome::Busy, Some("memory")));
+        assert!(r.message.contains("ns/spin needs 4194304 bytes"), "{}", r.message);
+        assert!(r.message.contains("budget of 6291456 bytes"), "{}", r.message);
+        assert_eq!(first.await.unwrap().outcome, Outcome::Timeout);
+        assert_eq!(sh.admission.memory_in_use(), 0);
+    }
+}

@@ -1,0 +1,17 @@
+//! Shoal's native data plane, a Python extension (`shoal_dataplane`).
+//!
+//! The agent's control plane stays in Python (watch, pull, lifecycle, capabilities, metrics
+//! export); this crate owns the per-request path: the wasmtime engine and compile cache, one fresh
+//! instance per request with admission and a fair queue, and the HTTP listener of the trigger port.
+
+pub mod cache;
+pub mod cgi;
+pub mod engine;
+pub mod hostcall;
+pub mod invoke;
+pub mod metrics;
+pub mod pipes;
+mod python;
+pub mod router;
+pub mod sched;
+pub mod server;
