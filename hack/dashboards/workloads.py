@@ -112,6 +112,21 @@ def build(panels: PanelSet) -> dashboard.Dashboard:
                 [(ratio(errors, total), "{{namespace}}/{{app}}")],
             )
         )
+        .with_panel(
+            panels.timeseries(
+                "Admission refusals per app",
+                "Requests answered 503 before a guest ran: `memory` (the agent's memory budget was taken "
+                "by running instances) or `concurrency` (the app's maxConcurrency).",
+                "reqps",
+                [
+                    (
+                        "sum by (namespace, app, reason)"
+                        f" (rate(shoal_admission_refusals_total{SEL}[{RATE}]))",
+                        "{{namespace}}/{{app}} {{reason}}",
+                    )
+                ],
+            )
+        )
     )
 
     def count(metric: str, result: str = "") -> str:

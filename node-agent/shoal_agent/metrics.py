@@ -114,9 +114,8 @@ class NativeMetrics(Collector):
             for outcome in OUTCOMES:
                 if outcomes.get(outcome) or self.document:
                     invocations.add_metric([ns, app, self.node, outcome], outcomes.get(outcome, 0))
-            for reason in REFUSAL_REASONS:
-                if refused.get(reason) or self.document:
-                    refusals.add_metric([ns, app, self.node, reason], refused.get(reason, 0))
+            for reason in REFUSAL_REASONS:  # zeros too: a refusal rate of 0 is worth a panel line
+                refusals.add_metric([ns, app, self.node, reason], refused.get(reason, 0))
             active.add_metric([ns, app, self.node], running)
         yield invocations
         yield refusals

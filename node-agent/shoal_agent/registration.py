@@ -55,6 +55,20 @@ def node_spec(cfg: AgentConfig, *, wasmtime_version: str, agent_version: str) ->
     )
 
 
+RETRY_FIRST_SECONDS = 0.5
+
+
+def next_wait(*, failures: int, now: float, next_renew: float, renew_seconds: float, jitter: float) -> float:
+    """Seconds until the next round of writes. All well: until the Lease is due. After `failures`
+    failed rounds in a row: 0.5 s doubling per failure, capped at the renew interval and jittered
+    down by up to half (`jitter` in [0, 1)) so a fleet of agents does not retry in step. A Lease
+    never renewed (next_renew 0) is not a reason to retry at once."""
+    if failures:
+        backoff = min(renew_seconds, RETRY_FIRST_SECONDS * 2 ** min(failures - 1, 16))
+        return backoff * (0.5 + jitter / 2)
+    return max(0.05, next_renew - now)
+
+
 class Registration:
     """Keeps WasmNode and Lease current; `registered` once both were written at least once."""
 
@@ -133,10 +147,17 @@ class Registration:
                     self._status_dirty.set()
                     ok = False
             failures = 0 if ok else failures + 1
-            wait = max(0.05, next_renew - time.monotonic())
+            wait = next_wait(
+                failures=failures,
+                now=time.monotonic(),
+                next_renew=next_renew,
+                renew_seconds=self.cfg.renew_seconds,
+                jitter=random.random(),
+            )
             if failures:
-                backoff = min(self.cfg.renew_seconds, 0.5 * 2 ** min(failures, 6))
-                wait = min(wait, backoff * (0.5 + random.random() / 2))
+                # Not woken by a dirty status either: that is what kept a failing write in a tight loop.
+                await asyncio.sleep(wait)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._status_dirty.wait(), timeout=wait)
                 await asyncio.sleep(STATUS_DEBOUNCE_SECONDS)

@@ -460,41 +460,6 @@ async def test_operator_places_a_wasmapp_on_the_agent(
         operator.stop()
 
 
-async def test_sigterm_drains_in_flight_and_exits_zero(
-    agent: AgentProcess, kube: KubeHttp, images: Images, namespace: str, http: aiohttp.ClientSession
-) -> None:
-    create_placement(kube, namespace, "slow", images.refs["infinite-loop"], timeout_ms=1500)
-    create_placement(kube, namespace, "fine", images.refs["hello-wat"])
-    await wait_state(kube, namespace, "slow", "Ready")
-    await wait_state(kube, namespace, "fine", "Ready")
-    in_flight = asyncio.create_task(get(http, agent, "/slow"))
-    await asyncio.sleep(0.3)
-    agent.terminate()
-    await asyncio.sleep(0.3)
-    try:
-        code, _ = await get(http, agent, "/fine")
-        assert code == 503
-    except aiohttp.ClientError:
-        pass  # already closed its port: also no new work
-    code, body = await in_flight
-    assert code == 504 and "timeout" in body, body  # the guest ran to its own deadline, not cut off
-    assert await asyncio.to_thread(agent.wait, 20) == 0
-    for app in ("slow", "fine"):
-        status = status_of(kube, namespace, app)
-        assert (status["state"], status["ready"]) == ("Draining", False), status
-    lease = kube.get(
-        f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
-    )
-    renewed = lease["spec"]["renewTime"]
-    await asyncio.sleep(2.5)
-    lease = kube.get(
-        f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
-    )
-    assert lease["spec"]["renewTime"] == renewed, "a stopped agent must not renew its Lease"
-    log = agent.log()
-    assert "ERROR shoal_agent" not in log and "error loading" not in log, log[-3000:]
-
-
 async def timed_gets(
     http: aiohttp.ClientSession, agent: AgentProcess, path: str, host: str, n: int
 ) -> list[float]:
@@ -582,3 +547,38 @@ async def test_an_output_flood_reports_its_byte_count_and_the_limit(
     assert f"stdout limit of {limit} bytes exceeded: the module wrote " in body, body
     wrote = int(body.split("the module wrote ")[1].split(" ")[0])
     assert wrote > limit
+
+
+async def test_sigterm_drains_in_flight_and_exits_zero(
+    agent: AgentProcess, kube: KubeHttp, images: Images, namespace: str, http: aiohttp.ClientSession
+) -> None:
+    create_placement(kube, namespace, "slow", images.refs["infinite-loop"], timeout_ms=1500)
+    create_placement(kube, namespace, "fine", images.refs["hello-wat"])
+    await wait_state(kube, namespace, "slow", "Ready")
+    await wait_state(kube, namespace, "fine", "Ready")
+    in_flight = asyncio.create_task(get(http, agent, "/slow"))
+    await asyncio.sleep(0.3)
+    agent.terminate()
+    await asyncio.sleep(0.3)
+    try:
+        code, _ = await get(http, agent, "/fine")
+        assert code == 503
+    except aiohttp.ClientError:
+        pass  # already closed its port: also no new work
+    code, body = await in_flight
+    assert code == 504 and "timeout" in body, body  # the guest ran to its own deadline, not cut off
+    assert await asyncio.to_thread(agent.wait, 20) == 0
+    for app in ("slow", "fine"):
+        status = status_of(kube, namespace, app)
+        assert (status["state"], status["ready"]) == ("Draining", False), status
+    lease = kube.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
+    )
+    renewed = lease["spec"]["renewTime"]
+    await asyncio.sleep(2.5)
+    lease = kube.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NAMESPACE}/leases/{agent_lease_name(NODE)}"
+    )
+    assert lease["spec"]["renewTime"] == renewed, "a stopped agent must not renew its Lease"
+    log = agent.log()
+    assert "ERROR shoal_agent" not in log and "error loading" not in log, log[-3000:]

@@ -83,3 +83,26 @@ def test_transition_moves_time_only_with_state_and_clears_job_fields() -> None:
         s3, state="Failed", ready=False, message="x", observed_template_hash="h", output="y" * 5000
     )
     assert s4.output is not None and len(s4.output) == 4096
+
+
+def test_registration_backs_off_against_a_failing_apiserver() -> None:
+    """Every round fails (apiserver down), the Lease was never renewed: the waits grow from 0.25-0.5 s
+    to the renew interval instead of a 0.05 s tight loop (1,423 writes in 75 s before this fix)."""
+    from shoal_agent.registration import next_wait
+
+    clock, rounds, failures = 0.0, 0, 0
+    waits = []
+    while clock < 75.0:
+        failures += 1  # this round failed
+        rounds += 1
+        wait = next_wait(failures=failures, now=clock, next_renew=0.0, renew_seconds=5.0, jitter=0.5)
+        waits.append(wait)
+        clock += wait
+    assert waits[:4] == [0.375, 0.75, 1.5, 3.0]
+    assert max(waits) == 3.75 and min(waits) >= 0.25
+    assert rounds < 30
+    # Jitter spreads a fleet between half and all of the backoff.
+    assert next_wait(failures=3, now=0, next_renew=0, renew_seconds=5, jitter=0.0) == 1.0
+    assert next_wait(failures=3, now=0, next_renew=0, renew_seconds=5, jitter=0.999) < 2.0
+    # Healthy: wait for the renew time.
+    assert next_wait(failures=0, now=10.0, next_renew=13.0, renew_seconds=5, jitter=0.3) == 3.0

@@ -51,7 +51,11 @@ impl ModuleCache {
         if let Some(d) = &dir {
             std::fs::create_dir_all(d).map_err(|e| format_err!("creating {}: {e}", d.display()))?;
         }
-        let suffix = format!("wasmtime{}-{}.cwasm", wasmtime_version(), crate::engine::fingerprint(&engine));
+        let suffix = format!(
+            "wasmtime{}-{}.cwasm",
+            wasmtime_version(),
+            crate::engine::fingerprint(&engine)
+        );
         Ok(Self {
             engine,
             dir,
@@ -61,14 +65,20 @@ impl ModuleCache {
     }
 
     pub fn path_for(&self, hex: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{hex}-{}", self.suffix)))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{hex}-{}", self.suffix)))
     }
 
     /// The compiled module of `wasm` (whose sha256 hex is `hex`), and how it was obtained.
     pub fn get(&self, wasm: &[u8], hex: &str) -> Result<(Module, CompileResult, f64)> {
         let start = Instant::now();
         if let Some(m) = self.memory.lock().unwrap().get(hex) {
-            return Ok((m.clone(), CompileResult::Memory, start.elapsed().as_secs_f64()));
+            return Ok((
+                m.clone(),
+                CompileResult::Memory,
+                start.elapsed().as_secs_f64(),
+            ));
         }
         let (module, result) = match self.load(hex) {
             Some(m) => (m, CompileResult::CacheLoad),
@@ -104,7 +114,10 @@ impl ModuleCache {
                 match unsafe { Module::deserialize(&self.engine, payload) } {
                     Ok(m) => Some(m),
                     Err(e) => {
-                        eprintln!("shoal_dataplane: discarding unloadable {}: {e}", path.display());
+                        eprintln!(
+                            "shoal_dataplane: discarding unloadable {}: {e}",
+                            path.display()
+                        );
                         let _ = std::fs::remove_file(&path);
                         None
                     }

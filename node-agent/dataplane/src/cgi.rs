@@ -63,7 +63,11 @@ pub fn unquote(s: &str) -> String {
 }
 
 /// CGI/WAGI environment for `req` matched by `route`; app env first so request data wins.
-pub fn build_env(req: &CgiRequest<'_>, route: &str, app_env: &[(String, String)]) -> Vec<(String, String)> {
+pub fn build_env(
+    req: &CgiRequest<'_>,
+    route: &str,
+    app_env: &[(String, String)],
+) -> Vec<(String, String)> {
     let (script_name, raw_path_info) = split_route(route, req.path);
     let host_port = if req.port == 80 || req.port == 443 {
         req.host.to_string()
@@ -78,12 +82,13 @@ pub fn build_env(req: &CgiRequest<'_>, route: &str, app_env: &[(String, String)]
     // Insertion-ordered map: later keys replace earlier ones in place, as a Python dict does.
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
-    let put = |k: String, v: String, order: &mut Vec<String>, values: &mut HashMap<String, String>| {
-        if !values.contains_key(&k) {
-            order.push(k.clone());
-        }
-        values.insert(k, v);
-    };
+    let put =
+        |k: String, v: String, order: &mut Vec<String>, values: &mut HashMap<String, String>| {
+            if !values.contains_key(&k) {
+                order.push(k.clone());
+            }
+            values.insert(k, v);
+        };
     for (k, v) in app_env {
         put(k.clone(), v.clone(), &mut order, &mut values);
     }
@@ -146,7 +151,11 @@ pub fn build_args(query: &str) -> Vec<String> {
     if query.is_empty() || query.contains('=') {
         return Vec::new();
     }
-    query.split('+').filter(|p| !p.is_empty()).map(unquote).collect()
+    query
+        .split('+')
+        .filter(|p| !p.is_empty())
+        .map(unquote)
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +212,10 @@ pub fn parse_response(stdout: &[u8]) -> Result<CgiResponse, String> {
         let lower = name.to_ascii_lowercase();
         if lower == "status" {
             let code = value.split(' ').next().unwrap_or("");
-            let parsed = code.parse::<u16>().ok().filter(|c| code.len() == 3 && (100..=599).contains(c));
+            let parsed = code
+                .parse::<u16>()
+                .ok()
+                .filter(|c| code.len() == 3 && (100..=599).contains(c));
             match parsed {
                 Some(c) => status = Some(c),
                 None => {
@@ -220,7 +232,11 @@ pub fn parse_response(stdout: &[u8]) -> Result<CgiResponse, String> {
     if !(has_content_type || has_location || status.is_some()) {
         return Err("response has none of Content-Type, Location or Status".into());
     }
-    let status = status.unwrap_or(if has_location && !has_content_type { 302 } else { 200 });
+    let status = status.unwrap_or(if has_location && !has_content_type {
+        302
+    } else {
+        200
+    });
     Ok(CgiResponse {
         status,
         headers,
@@ -248,19 +264,29 @@ mod tests {
     }
 
     fn get<'a>(env: &'a [(String, String)], key: &str) -> &'a str {
-        env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap()
+        env.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
     }
 
     #[test]
     fn env_has_script_name_path_info_and_joined_headers() {
-        let r = req("/api/a%20b", "x=1", vec![("X-Tag", "a"), ("x-tag", "b"), ("Authorization", "secret")]);
+        let r = req(
+            "/api/a%20b",
+            "x=1",
+            vec![("X-Tag", "a"), ("x-tag", "b"), ("Authorization", "secret")],
+        );
         let env = build_env(&r, "/api/...", &[("HTTP_X_TAG".into(), "app".into())]);
         assert_eq!(get(&env, "SCRIPT_NAME"), "/api");
         assert_eq!(get(&env, "PATH_INFO"), "/a b");
         assert_eq!(get(&env, "X_RAW_PATH_INFO"), "/a%20b");
         assert_eq!(get(&env, "HTTP_X_TAG"), "a, b");
         assert_eq!(get(&env, "REQUEST_METHOD"), "GET");
-        assert_eq!(get(&env, "X_FULL_URL"), "http://example.test:8081/api/a%20b?x=1");
+        assert_eq!(
+            get(&env, "X_FULL_URL"),
+            "http://example.test:8081/api/a%20b?x=1"
+        );
         assert_eq!(get(&env, "CONTENT_LENGTH"), "3");
         assert!(env.iter().all(|(k, _)| k != "HTTP_AUTHORIZATION"));
     }
@@ -274,9 +300,13 @@ mod tests {
 
     #[test]
     fn parses_status_location_and_both_line_endings() {
-        let r = parse_response(b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope").unwrap();
+        let r = parse_response(b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope")
+            .unwrap();
         assert_eq!(r.status, 404);
-        assert_eq!(r.headers, vec![("Content-Type".to_string(), "text/plain".to_string())]);
+        assert_eq!(
+            r.headers,
+            vec![("Content-Type".to_string(), "text/plain".to_string())]
+        );
         let r = parse_response(b"Location: /elsewhere\n\n").unwrap();
         assert_eq!(r.status, 302);
         let r = parse_response(b"status: 201\n\nmade").unwrap();
@@ -292,9 +322,25 @@ mod tests {
             parse_response(b"").unwrap_err(),
             "empty response: the module printed nothing"
         );
-        assert!(parse_response(b"Content-Type: text/plain\nhello").unwrap_err().contains("no blank line"));
-        assert!(parse_response(b"X-Only: 1\n\n").unwrap_err().contains("none of Content-Type"));
-        assert!(parse_response(b"Status: 99x\n\n").unwrap_err().contains("bad Status"));
-        assert!(parse_response(b"not a header\n\n").unwrap_err().contains("malformed header line"));
+        assert!(
+            parse_response(b"Content-Type: text/plain\nhello")
+                .unwrap_err()
+                .contains("no blank line")
+        );
+        assert!(
+            parse_response(b"X-Only: 1\n\n")
+                .unwrap_err()
+                .contains("none of Content-Type")
+        );
+        assert!(
+            parse_response(b"Status: 99x\n\n")
+                .unwrap_err()
+                .contains("bad Status")
+        );
+        assert!(
+            parse_response(b"not a header\n\n")
+                .unwrap_err()
+                .contains("malformed header line")
+        );
     }
 }

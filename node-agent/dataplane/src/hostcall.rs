@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::exceptions::PyIndexError;
 use pyo3::IntoPyObjectExt;
+use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use wasmtime::{Caller, Engine, Extern, FuncType, Linker, Result, Val, ValType, bail};
@@ -74,8 +74,14 @@ pub struct GuestMemory {
 #[pymethods]
 impl GuestMemory {
     fn read<'py>(&self, py: Python<'py>, ptr: i64, length: i64) -> PyResult<Bound<'py, PyBytes>> {
-        let (ptr, length) = ((ptr as u64 & 0xffff_ffff) as usize, (length as u64 & 0xffff_ffff) as usize);
-        let (base, size) = (self.base.load(Ordering::Relaxed), self.len.load(Ordering::Relaxed));
+        let (ptr, length) = (
+            (ptr as u64 & 0xffff_ffff) as usize,
+            (length as u64 & 0xffff_ffff) as usize,
+        );
+        let (base, size) = (
+            self.base.load(Ordering::Relaxed),
+            self.len.load(Ordering::Relaxed),
+        );
         if base == 0 || ptr + length > size {
             return Err(PyIndexError::new_err(format!(
                 "read of {length} bytes at {ptr} is outside guest memory"
@@ -89,7 +95,10 @@ impl GuestMemory {
 
     fn write(&self, ptr: i64, data: &[u8]) -> PyResult<()> {
         let ptr = (ptr as u64 & 0xffff_ffff) as usize;
-        let (base, size) = (self.base.load(Ordering::Relaxed), self.len.load(Ordering::Relaxed));
+        let (base, size) = (
+            self.base.load(Ordering::Relaxed),
+            self.len.load(Ordering::Relaxed),
+        );
         if base == 0 || ptr + data.len() > size {
             return Err(PyIndexError::new_err(format!(
                 "write of {} bytes at {ptr} is outside guest memory",
@@ -97,38 +106,52 @@ impl GuestMemory {
             )));
         }
         // SAFETY: as in `read`.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), (base + ptr) as *mut u8, data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), (base + ptr) as *mut u8, data.len())
+        };
         Ok(())
     }
 }
 
-pub fn define(linker: &mut Linker<Guest>, engine: &Engine, bridge: Arc<HostBridge>, f: HostFn) -> Result<()> {
+pub fn define(
+    linker: &mut Linker<Guest>,
+    engine: &Engine,
+    bridge: Arc<HostBridge>,
+    f: HostFn,
+) -> Result<()> {
     let ty = FuncType::new(engine, f.params.clone(), f.results.clone());
     let label = format!("{}.{}", f.module, f.name);
     let (index, results_ty) = (f.index, f.results.clone());
     let _ = bridge;
-    linker.func_new(&f.module, &f.name, ty, move |mut caller: Caller<'_, Guest>, params, results| {
-        let (base, len) = match caller.get_export("memory") {
-            Some(Extern::Memory(m)) => (m.data_ptr(&caller) as usize, m.data_size(&caller)),
-            _ => (0, 0),
-        };
-        let Some(host) = caller.data_mut().host.as_mut() else {
-            bail!("host function {label} called without host state");
-        };
-        let shared = host.bridge.shared.clone();
-        let app_id = host.app_id;
-        // The call may block on a dependency: let other guests have the slot and the thread.
-        shared.slots.release();
-        let outcome = tokio::task::block_in_place(|| {
-            let r = Python::with_gil(|py| call_python(py, host, index, base, len, params, results, &results_ty));
-            tokio::runtime::Handle::current().block_on(shared.slots.acquire(app_id));
-            r
-        });
-        outcome.map_err(|message| {
-            caller.data_mut().host_failure = Some(message.clone());
-            wasmtime::Error::msg(message)
-        })
-    })?;
+    linker.func_new(
+        &f.module,
+        &f.name,
+        ty,
+        move |mut caller: Caller<'_, Guest>, params, results| {
+            let (base, len) = match caller.get_export("memory") {
+                Some(Extern::Memory(m)) => (m.data_ptr(&caller) as usize, m.data_size(&caller)),
+                _ => (0, 0),
+            };
+            let Some(host) = caller.data_mut().host.as_mut() else {
+                bail!("host function {label} called without host state");
+            };
+            let shared = host.bridge.shared.clone();
+            let app_id = host.app_id;
+            // The call may block on a dependency: let other guests have the slot and the thread.
+            shared.slots.release();
+            let outcome = tokio::task::block_in_place(|| {
+                let r = Python::with_gil(|py| {
+                    call_python(py, host, index, base, len, params, results, &results_ty)
+                });
+                tokio::runtime::Handle::current().block_on(shared.slots.acquire(app_id));
+                r
+            });
+            outcome.map_err(|message| {
+                caller.data_mut().host_failure = Some(message.clone());
+                wasmtime::Error::msg(message)
+            })
+        },
+    )?;
     Ok(())
 }
 
@@ -143,7 +166,12 @@ fn call_python(
     results: &mut [Val],
     results_ty: &[ValType],
 ) -> std::result::Result<(), String> {
-    let fail = |e: PyErr| e.value(py).str().map(|s| s.to_string()).unwrap_or_else(|_| e.to_string());
+    let fail = |e: PyErr| {
+        e.value(py)
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| e.to_string())
+    };
     if host.state.is_none() {
         let s = host
             .bridge
@@ -173,7 +201,10 @@ fn call_python(
         args.push(v.map_err(fail)?);
     }
     let args = PyTuple::new(py, args).map_err(fail)?;
-    let returned = host.bridge.dispatch.call1(py, (state, index, memory.clone_ref(py), args));
+    let returned = host
+        .bridge
+        .dispatch
+        .call1(py, (state, index, memory.clone_ref(py), args));
     let m = memory.get();
     m.base.store(0, Ordering::Relaxed);
     m.len.store(0, Ordering::Relaxed);
@@ -189,7 +220,11 @@ fn call_python(
             .map_err(fail)?,
     };
     if values.len() != results_ty.len() {
-        return Err(format!("returned {} values, expected {}", values.len(), results_ty.len()));
+        return Err(format!(
+            "returned {} values, expected {}",
+            values.len(),
+            results_ty.len()
+        ));
     }
     for ((slot, ty), v) in results.iter_mut().zip(results_ty).zip(values) {
         *slot = match ty {

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmtime::{Engine, InstancePre, Linker, Module, ResourceLimiter, Result, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Engine, InstancePre, Linker, Module, ResourceLimiter, Result, Store, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -65,7 +67,12 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         if desired > self.limit {
             self.hit = true;
             return Ok(false);
@@ -73,7 +80,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -254,14 +266,23 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
     };
     let admitted = match shared
         .admission
-        .admit(app.id, limits.max_concurrency, limits.memory_bytes, wait_until)
+        .admit(
+            app.id,
+            limits.max_concurrency,
+            limits.memory_bytes,
+            wait_until,
+        )
         .await
     {
         Ok(a) => a,
         Err(r) => {
             app.metrics.refused(r.reason());
             app.metrics.count("busy");
-            return InvocationResult::refused(Outcome::Busy, refusal_message(&app, r), Some(r.reason()));
+            return InvocationResult::refused(
+                Outcome::Busy,
+                refusal_message(&app, r),
+                Some(r.reason()),
+            );
         }
     };
     if patient {
@@ -271,7 +292,9 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
     let _in_flight = InFlight(&app.in_flight);
     let queued = tokio::time::timeout_at(deadline.into(), shared.slots.acquire(app.id)).await;
     let start = Instant::now();
-    app.metrics.queue_wait.observe((start - req.arrival).as_secs_f64());
+    app.metrics
+        .queue_wait
+        .observe((start - req.arrival).as_secs_f64());
     if queued.is_err() {
         app.metrics.count("timeout");
         return InvocationResult::refused(
@@ -283,7 +306,9 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
             None,
         );
     }
-    let slot = Slot { slots: &shared.slots };
+    let slot = Slot {
+        slots: &shared.slots,
+    };
     app.metrics.active.fetch_add(1, Ordering::Relaxed);
     let result = run(&shared, &app, req, deadline, start).await;
     app.metrics.active.fetch_sub(1, Ordering::Relaxed);
@@ -291,13 +316,21 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
     drop(admitted);
     app.metrics.duration.observe(result.duration_seconds);
     if result.instantiate_seconds > 0.0 {
-        app.metrics.instance_start.observe(result.instantiate_seconds);
+        app.metrics
+            .instance_start
+            .observe(result.instantiate_seconds);
     }
     app.metrics.count(result.outcome.as_str());
     result
 }
 
-async fn run(shared: &Arc<Shared>, app: &Arc<AppVersion>, req: Request, deadline: Instant, start: Instant) -> InvocationResult {
+async fn run(
+    shared: &Arc<Shared>,
+    app: &Arc<AppVersion>,
+    req: Request,
+    deadline: Instant,
+    start: Instant,
+) -> InvocationResult {
     let limits = &app.limits;
     let stdout = BoundedOutput::new(limits.stdout_bytes, true);
     let stderr = BoundedOutput::new(limits.stderr_bytes, false);
@@ -322,7 +355,10 @@ async fn run(shared: &Arc<Shared>, app: &Arc<AppVersion>, req: Request, deadline
             limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             hit: false,
         },
-        host: app.host.as_ref().map(|b| HostState::new(b.clone(), &app.namespace, &app.name, app.id)),
+        host: app
+            .host
+            .as_ref()
+            .map(|b| HostState::new(b.clone(), &app.namespace, &app.name, app.id)),
         host_failure: None,
     };
     let mut store = Store::new(&shared.engine, guest);
@@ -333,10 +369,17 @@ async fn run(shared: &Arc<Shared>, app: &Arc<AppVersion>, req: Request, deadline
         if sh.interrupt.load(Ordering::Relaxed) || Instant::now() >= deadline {
             return Ok(UpdateDeadline::Interrupt);
         }
-        // Give the slot to the next app in line, and queue for it again.
+        // Give the slot to the next app in line, really yield the thread (so a request that has
+        // not reached the queue yet gets polled), then queue for a slot again.
         sh.slots.release();
         let sh2 = sh.clone();
-        Ok(UpdateDeadline::YieldCustom(1, Box::pin(async move { sh2.slots.acquire(id).await })))
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                sh2.slots.acquire(id).await
+            }),
+        ))
     });
     let mut instantiated = None;
     let outcome: Result<()> = async {
@@ -361,7 +404,9 @@ async fn run(shared: &Arc<Shared>, app: &Arc<AppVersion>, req: Request, deadline
         stderr: stderr.take(),
         exit_code: code,
         message,
-        instantiate_seconds: instantiated.map(|t| (t - start).as_secs_f64()).unwrap_or(0.0),
+        instantiate_seconds: instantiated
+            .map(|t| (t - start).as_secs_f64())
+            .unwrap_or(0.0),
         duration_seconds: (end - start).as_secs_f64(),
         refusal: None,
     }
@@ -372,7 +417,11 @@ struct NoEntry(String);
 
 impl std::fmt::Display for NoEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "module has no {:?} export to run (a function with no parameters and results)", self.0)
+        write!(
+            f,
+            "module has no {:?} export to run (a function with no parameters and results)",
+            self.0
+        )
     }
 }
 
@@ -389,7 +438,11 @@ fn classify(
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return match exit.0 {
             0 => (Outcome::Ok, Some(0), String::new()),
-            c if oom => (Outcome::OutOfMemory, Some(c), format!("exited with code {c} at the memory limit")),
+            c if oom => (
+                Outcome::OutOfMemory,
+                Some(c),
+                format!("exited with code {c} at the memory limit"),
+            ),
             c => (Outcome::Exit, Some(c), format!("exited with code {c}")),
         };
     }
@@ -411,7 +464,13 @@ fn classify(
         return (Outcome::Error, None, n.to_string());
     }
     let last = e.root_cause().to_string();
-    let last = last.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let last = last
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => {
             return (
@@ -431,7 +490,11 @@ fn classify(
                 format!("needs more than {} bytes", limits.memory_bytes),
             );
         }
-        return (Outcome::Error, None, format!("instantiation failed: {last}"));
+        return (
+            Outcome::Error,
+            None,
+            format!("instantiation failed: {last}"),
+        );
     }
     if oom {
         return (
@@ -457,7 +520,8 @@ mod tests {
         (i32.store (i32.const 0) (i32.const 16))
         (i32.store (i32.const 4) (i32.const 29))
         (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-    const SPIN: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+    const SPIN: &str =
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
     const GROW: &str = r#"(module (memory (export "memory") 1)
       (func (export "_start") (loop $l
         (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable)) (br $l))))"#;
@@ -476,7 +540,13 @@ mod tests {
         })
     }
 
-    fn app(shared: &Shared, name: &str, wat: &str, timeout_ms: u64, concurrency: u32) -> Arc<AppVersion> {
+    fn app(
+        shared: &Shared,
+        name: &str,
+        wat: &str,
+        timeout_ms: u64,
+        concurrency: u32,
+    ) -> Arc<AppVersion> {
         let module = Module::new(&shared.engine, wat).unwrap();
         let registry = Registry::new(vec![0.001, 0.01, 0.1, 1.0]);
         let cfg = AppConfig {
@@ -494,7 +564,9 @@ mod tests {
                 stderr_bytes: 1024,
             },
         };
-        Arc::new(AppVersion::new(&shared.engine, &module, cfg, registry.app("ns", name), None).unwrap())
+        Arc::new(
+            AppVersion::new(&shared.engine, &module, cfg, registry.app("ns", name), None).unwrap(),
+        )
     }
 
     fn request() -> Request {
@@ -543,7 +615,11 @@ mod tests {
         let r = invoke(sh.clone(), hello, request()).await;
         assert_eq!(r.outcome, Outcome::Ok);
         // It waits for one tick of the running guest at most, not for the spinners to end.
-        assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            started.elapsed()
+        );
         for s in spinners {
             assert_eq!(s.await.unwrap().outcome, Outcome::Timeout);
         }
@@ -558,8 +634,16 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let r = invoke(sh.clone(), spin.clone(), request()).await;
         assert_eq!((r.outcome, r.refusal), (Outcome::Busy, Some("memory")));
-        assert!(r.message.contains("ns/spin needs 4194304 bytes"), "{}", r.message);
-        assert!(r.message.contains("budget of 6291456 bytes"), "{}", r.message);
+        assert!(
+            r.message.contains("ns/spin needs 4194304 bytes"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("budget of 6291456 bytes"),
+            "{}",
+            r.message
+        );
         assert_eq!(first.await.unwrap().outcome, Outcome::Timeout);
         assert_eq!(sh.admission.memory_in_use(), 0);
     }

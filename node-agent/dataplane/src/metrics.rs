@@ -26,7 +26,8 @@ impl Histogram {
     pub fn observe(&self, seconds: f64) {
         let i = self.bounds.partition_point(|b| *b < seconds);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add((seconds.max(0.0) * 1e9) as u64, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add((seconds.max(0.0) * 1e9) as u64, Ordering::Relaxed);
     }
 
     /// (cumulative counts per bound plus +Inf, sum in seconds).

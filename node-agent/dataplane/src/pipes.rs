@@ -104,9 +104,15 @@ impl OutputStream for BoundedOutput {
 }
 
 impl AsyncWrite for BoundedOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         if !self.push(buf) && self.stop_on_overflow {
-            return Poll::Ready(Err(std::io::Error::other(OutputLimit { limit: self.limit })));
+            return Poll::Ready(Err(std::io::Error::other(OutputLimit {
+                limit: self.limit,
+            })));
         }
         Poll::Ready(Ok(buf.len()))
     }

@@ -46,7 +46,10 @@ impl Compiled {
 
     #[getter]
     fn exports(&self) -> Vec<String> {
-        self.module.exports().map(|e| e.name().to_string()).collect()
+        self.module
+            .exports()
+            .map(|e| e.name().to_string())
+            .collect()
     }
 }
 
@@ -188,17 +191,20 @@ impl DataPlane {
     #[pyo3(signature = (wasm, digest=None))]
     fn compile(&self, py: Python<'_>, wasm: &[u8], digest: Option<String>) -> PyResult<Compiled> {
         let wasm = wasm.to_vec();
-        let (module, result, seconds, hex) = py.allow_threads(|| {
-            let hex = sha256_hex(&wasm);
-            if let Some(d) = &digest
-                && d.trim_start_matches("sha256:").to_ascii_lowercase() != hex
-            {
-                return Err(wasmtime::format_err!("artifact hashes to sha256:{hex}, expected {d}"));
-            }
-            let (m, r, s) = self.cache.get(&wasm, &hex)?;
-            Ok((m, r, s, hex))
-        })
-        .map_err(err)?;
+        let (module, result, seconds, hex) = py
+            .allow_threads(|| {
+                let hex = sha256_hex(&wasm);
+                if let Some(d) = &digest
+                    && d.trim_start_matches("sha256:").to_ascii_lowercase() != hex
+                {
+                    return Err(wasmtime::format_err!(
+                        "artifact hashes to sha256:{hex}, expected {d}"
+                    ));
+                }
+                let (m, r, s) = self.cache.get(&wasm, &hex)?;
+                Ok((m, r, s, hex))
+            })
+            .map_err(err)?;
         Ok(Compiled {
             module,
             digest: format!("sha256:{hex}"),
@@ -239,8 +245,16 @@ impl DataPlane {
             fns.push(HostFn {
                 module,
                 name: fname,
-                params: params.iter().map(|p| val_type(p)).collect::<wasmtime::Result<_>>().map_err(err)?,
-                results: results.iter().map(|p| val_type(p)).collect::<wasmtime::Result<_>>().map_err(err)?,
+                params: params
+                    .iter()
+                    .map(|p| val_type(p))
+                    .collect::<wasmtime::Result<_>>()
+                    .map_err(err)?,
+                results: results
+                    .iter()
+                    .map(|p| val_type(p))
+                    .collect::<wasmtime::Result<_>>()
+                    .map_err(err)?,
                 index,
             });
         }
@@ -249,7 +263,9 @@ impl DataPlane {
         } else {
             let bridge = self.bridge.lock().unwrap().clone();
             let Some(bridge) = bridge else {
-                return Err(PyRuntimeError::new_err("host functions requested but set_host was not called"));
+                return Err(PyRuntimeError::new_err(
+                    "host functions requested but set_host was not called",
+                ));
             };
             Some((bridge, fns))
         };
@@ -274,7 +290,9 @@ impl DataPlane {
         let app = py
             .allow_threads(|| AppVersion::new(&engine, &module, cfg, metrics, host))
             .map_err(err)?;
-        Ok(App { inner: Arc::new(app) })
+        Ok(App {
+            inner: Arc::new(app),
+        })
     }
 
     /// Run one invocation and wait for it (GIL released). Returns (outcome, stdout, stderr,
@@ -299,7 +317,9 @@ impl DataPlane {
         };
         let (shared, version) = (self.shared.clone(), app.inner.clone());
         let r = py
-            .allow_threads(|| handle.block_on(handle.spawn(invoke::invoke(shared, version, request))))
+            .allow_threads(|| {
+                handle.block_on(handle.spawn(invoke::invoke(shared, version, request)))
+            })
             .map_err(|e| PyRuntimeError::new_err(format!("invocation task failed: {e}")))?;
         Ok((
             r.outcome.as_str(),
@@ -317,7 +337,16 @@ impl DataPlane {
 
     /// Replace the whole HTTP route table: (route, host or None, app, app_env, max_body_bytes).
     #[allow(clippy::type_complexity)]
-    fn set_routes(&self, routes: Vec<(String, Option<String>, Py<App>, Vec<(String, String)>, usize)>) {
+    fn set_routes(
+        &self,
+        routes: Vec<(
+            String,
+            Option<String>,
+            Py<App>,
+            Vec<(String, String)>,
+            usize,
+        )>,
+    ) {
         let table = routes
             .into_iter()
             .map(|(route, host, app, app_env, max_body_bytes)| Route {
@@ -343,9 +372,9 @@ impl DataPlane {
         let listener = py
             .allow_threads(|| {
                 handle.block_on(async {
-                    let ip: std::net::IpAddr = host
-                        .parse()
-                        .map_err(|e| std::io::Error::other(format!("{host} is not an IP address: {e}")))?;
+                    let ip: std::net::IpAddr = host.parse().map_err(|e| {
+                        std::io::Error::other(format!("{host} is not an IP address: {e}"))
+                    })?;
                     let addr = std::net::SocketAddr::new(ip, port);
                     let socket = if ip.is_ipv4() {
                         tokio::net::TcpSocket::new_v4()?
@@ -420,7 +449,14 @@ impl DataPlane {
             for (i, r) in REFUSALS.iter().enumerate() {
                 refusals.set_item(*r, m.refusals[i].load(Ordering::Relaxed))?;
             }
-            out.append((ns, name, hists, outcomes, refusals, m.active.load(Ordering::Relaxed)))?;
+            out.append((
+                ns,
+                name,
+                hists,
+                outcomes,
+                refusals,
+                m.active.load(Ordering::Relaxed),
+            ))?;
         }
         Ok(out)
     }

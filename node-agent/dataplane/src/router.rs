@@ -22,7 +22,9 @@ impl<T> Route<T> {
             return path == self.route;
         }
         let prefix = &self.route[..self.route.len() - 4];
-        prefix.is_empty() || path == prefix || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
+        prefix.is_empty()
+            || path == prefix
+            || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
     }
 
     /// Host-bound over any-Host, exact over wildcard, longer route first.

@@ -84,7 +84,12 @@ impl Admission {
         self.state.lock().unwrap().memory_in_use
     }
 
-    pub fn try_admit(self: &Arc<Self>, app: u64, limit: u32, memory: u64) -> Result<Admitted, Refusal> {
+    pub fn try_admit(
+        self: &Arc<Self>,
+        app: u64,
+        limit: u32,
+        memory: u64,
+    ) -> Result<Admitted, Refusal> {
         let mut s = self.state.lock().unwrap();
         let running = s.in_flight.get(&app).copied().unwrap_or(0);
         if running >= limit {
@@ -106,7 +111,13 @@ impl Admission {
     }
 
     /// Admit, waiting for a release until `until`; the last refusal if none came in time.
-    pub async fn admit(self: &Arc<Self>, app: u64, limit: u32, memory: u64, until: Instant) -> Result<Admitted, Refusal> {
+    pub async fn admit(
+        self: &Arc<Self>,
+        app: u64,
+        limit: u32,
+        memory: u64,
+        until: Instant,
+    ) -> Result<Admitted, Refusal> {
         loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
@@ -115,9 +126,7 @@ impl Admission {
                 Ok(a) => return Ok(a),
                 Err(refusal) => {
                     let now = Instant::now();
-                    if now >= until
-                        || tokio::time::timeout(until - now, notified).await.is_err()
-                    {
+                    if now >= until || tokio::time::timeout(until - now, notified).await.is_err() {
                         return self.try_admit(app, limit, memory).map_err(|_| refusal);
                     }
                 }
@@ -166,7 +175,10 @@ impl FairSlots {
         };
         // If this future is dropped while waiting (a deadline passed), the guard gives back a
         // slot that was handed over in the meantime instead of leaking it.
-        let mut waiter = Waiter { rx: Some(rx), slots: self };
+        let mut waiter = Waiter {
+            rx: Some(rx),
+            slots: self,
+        };
         if let Some(rx) = waiter.rx.as_mut() {
             let _ = rx.await;
         }
@@ -196,7 +208,13 @@ impl FairSlots {
     }
 
     pub fn waiting(&self) -> usize {
-        self.state.lock().unwrap().queues.values().map(|q| q.len()).sum()
+        self.state
+            .lock()
+            .unwrap()
+            .queues
+            .values()
+            .map(|q| q.len())
+            .sum()
     }
 }
 
@@ -226,10 +244,16 @@ mod tests {
         let a = Admission::new(100);
         let x = a.try_admit(1, 2, 40).unwrap();
         let _y = a.try_admit(1, 2, 40).unwrap();
-        assert_eq!(a.try_admit(1, 2, 1).err(), Some(Refusal::Concurrency { limit: 2 }));
+        assert_eq!(
+            a.try_admit(1, 2, 1).err(),
+            Some(Refusal::Concurrency { limit: 2 })
+        );
         assert_eq!(
             a.try_admit(2, 5, 30).err(),
-            Some(Refusal::Memory { in_use: 80, budget: 100 })
+            Some(Refusal::Memory {
+                in_use: 80,
+                budget: 100
+            })
         );
         drop(x);
         assert!(a.try_admit(2, 5, 30).is_ok());
@@ -244,7 +268,9 @@ mod tests {
         assert!(a.admit(2, 1, 5, until).await.is_err());
         let a2 = a.clone();
         let waiter = tokio::spawn(async move {
-            a2.admit(2, 1, 5, Instant::now() + Duration::from_secs(5)).await.is_ok()
+            a2.admit(2, 1, 5, Instant::now() + Duration::from_secs(5))
+                .await
+                .is_ok()
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         drop(held);

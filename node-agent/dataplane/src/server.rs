@@ -68,7 +68,8 @@ pub fn to_response(result: InvocationResult) -> Response<Body> {
             &format!("{}: {}", result.outcome.as_str(), result.message),
         );
         if result.outcome == Outcome::Busy {
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         return r;
     }
@@ -83,7 +84,10 @@ pub fn to_response(result: InvocationResult) -> Response<Body> {
         if STRIPPED.contains(&name.to_ascii_lowercase().as_str()) {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             headers.append(n, v);
         }
     }
@@ -96,17 +100,28 @@ fn log_stderr(app: &AppVersion, stderr: &[u8]) {
     }
     let text = String::from_utf8_lossy(stderr);
     for line in text.lines().filter(|l| !l.trim().is_empty()).take(20) {
-        eprintln!("WARNING shoal_dataplane: app {}: stderr: {}", app.label(), line);
+        eprintln!(
+            "WARNING shoal_dataplane: app {}: stderr: {}",
+            app.label(),
+            line
+        );
     }
 }
 
 impl Server {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr, local_port: u16) -> Response<Body> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        local_port: u16,
+    ) -> Response<Body> {
         let arrival = Instant::now();
         if self.draining.load(Ordering::Relaxed) {
             let mut r = text(503, "agent is shutting down");
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
             return r;
         }
         let host_header = req
@@ -136,7 +151,12 @@ impl Server {
         let headers: Vec<(String, String)> = req
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let body = match Limited::new(req.into_body(), max).collect().await {
             Ok(b) => b.to_bytes(),
@@ -149,12 +169,19 @@ impl Server {
             }
             _ => (host_header.clone(), local_port),
         };
-        let host = if host.is_empty() { "localhost".to_string() } else { host };
+        let host = if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            host
+        };
         let cgi = CgiRequest {
             method: &method,
             path: &raw_path,
             query: &query,
-            headers: headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
             body_length: body.len(),
             host: &host,
             port,
@@ -178,11 +205,18 @@ impl Server {
             .await
         {
             Ok(r) => r,
-            Err(e) => return text(500, &format!("error: the invocation failed in the host: {e}")),
+            Err(e) => {
+                return text(
+                    500,
+                    &format!("error: the invocation failed in the host: {e}"),
+                );
+            }
         };
         log_stderr(&app, &result.stderr);
         let response = to_response(result);
-        app.metrics.first_byte.observe(arrival.elapsed().as_secs_f64());
+        app.metrics
+            .first_byte
+            .observe(arrival.elapsed().as_secs_f64());
         response
     }
 
