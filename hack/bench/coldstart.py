@@ -1,19 +1,28 @@
-"""Cold-start benchmark (issue 4): a runc container vs. a Wasm instance through the agent, one run.
+"""Cold-start benchmark: a runc container vs. a Wasm request through the agent's native data plane.
 
-Side by side, in this order, printing `name=value` lines:
-  * `runc_*`: `runc run` of a busybox `echo hi` container (fresh OCI bundle in a temp dir, unique
-    container ids, private runc state dir, every container deleted);
-  * `bare_*` / `agent_*`: bare wasmtime-py vs. the agent's invoke path (coldstart_core), and
-    `speedup_vs_runc` = runc p50 / agent p50;
-  * `http_rps` / `aiohttp_rps`: requests per second, fresh instance per request, of the C hello
-    through the agent's own servers (`AgentServers` + `HttpRouter`, app mounted as placements do)
-    vs. a plain aiohttp hello with the same runner settings, each in its own process, driven by
-    `wrk` (else an aiohttp client pool) in another; rounds alternate between the two servers;
-  * `rss_per_app_kib`: RSS growth of a fresh agent runtime loading 1,000 distinct small apps.
+One run prints `name=value` lines, in this order:
+  * `runc_*`: wall time of `runc run` of a busybox `echo hi` container (fresh OCI bundle in a temp
+    dir, unique container ids, private runc state dir, every container deleted);
+  * `native_*`: one invocation of the C hello driven from Python (`LoadedApp.invoke_sync` in a tight
+    loop, coldstart_core): admission, slot, instantiate, run, capture, without HTTP;
+  * `agent_*`: HTTP arrival to response at low load, the path a request really takes: `wrk -t1 -c1
+    --latency` against an agent child process (`Serving` + `AgentServers`, hello-c mounted at /hello
+    as a placement does), wrk's percentiles; `speedup_vs_runc` = runc p50 / agent p50;
+  * `http_rps` / `aiohttp_rps`: requests per second (fresh instance per request) of that agent vs. a
+    plain aiohttp hello child, same wrk and connections, rounds alternating, best round each;
+  * `rss_per_app_kib`: RSS growth of a fresh runtime (in a child) loading 1,000 distinct small apps;
+  * `neighbour_*` / `agent_rss_*`: hello's latency (`wrk -t1 -c2 --latency`) on an agent with a
+    memory budget, alone and then while a second app on the same agent is kept saturated (more
+    wrk connections than its maxConcurrency) by guests that fill their memory limit and spin until
+    their deadline; the agent's peak RSS (VmHWM) against its budget, its RSS before and after the
+    burst, and the admission refusals from its /metrics.
+  * `goals_missed`: the goals (GOALS below) this run did not meet.
 
-    .venv/bin/python hack/bench/coldstart.py [--runc-runs 30] [--duration 5] [--apps 1000]
+    .venv/bin/python hack/bench/coldstart.py [--skip runc|core|http|rss|neighbour] [--duration 5]
 
-Loopback only; every child process is bounded in time and stopped before exit.
+Needs wrk for the HTTP parts. Loopback only; every child process and wrk run is bounded in time and
+stopped before exit. wasmtime-py is never imported here: it cannot share a process with the data
+plane (both install trap signal handlers).
 """
 
 from __future__ import annotations
@@ -21,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import math
 import os
@@ -32,37 +40,86 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import shoal_dataplane
+from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # hack/: `bench.coldstart_core`, as mypy sees it
 
 from bench.coldstart_core import core_figures, default_wasm, format_figure, percentile  # noqa: E402
-from shoal_agent.apps import InFlight  # noqa: E402
+from bench.coldstart_guests import hello_wat, hog_wat  # noqa: E402
 from shoal_agent.metrics import AgentMetrics  # noqa: E402
-from shoal_agent.routing import app_routes, mount  # noqa: E402
-from shoal_agent.runtime import AppSpec, InvocationRequest, InvocationResult, WasmRuntime  # noqa: E402
+from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime  # noqa: E402
 from shoal_agent.runtime.outcome import Outcome  # noqa: E402
 from shoal_agent.server import AgentServers  # noqa: E402
-from shoal_agent.triggers import HttpRouter, HttpTarget  # noqa: E402
+from shoal_agent.serving import Serving  # noqa: E402
 
-GOALS = {"agent_overhead": 1.5, "speedup_vs_runc": 100, "http_rps": 2000, "http_ratio": 0.4}
-HTTP_PATH = "/hello/bench"
+MiB = 1024 * 1024
 CHILD_TIMEOUT_S = 120.0
+HELLO_PATH = "/hello/bench"
+NOISY_PATH = "/noisy/bench"
+# The hello as a WasmApp with default resources is placed (api/shoal_api/wasmapp.py: 32Mi, 30s, 64).
+HELLO_LIMITS = AppLimits(memory_bytes=32 * MiB, timeout_s=30.0, max_concurrency=64)
+# The noisy neighbour: few, fat, long guests.
+NOISY_LIMITS = AppLimits(memory_bytes=64 * MiB, timeout_s=1.0, max_concurrency=8)
+RETAINED_MIB = 32.0
+"""RSS the agent may keep after the burst: half of one noisy instance; more means memory stuck."""
+
+Figures = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Goal:
+    figure: str
+    met: Callable[[Mapping[str, float]], bool]
+    needs: tuple[str, ...] = ()
+
+
+GOALS = (
+    Goal("speedup_vs_runc", lambda f: f["speedup_vs_runc"] >= 1000),
+    Goal("http_ratio", lambda f: f["http_ratio"] >= 1.0),
+    Goal("rss_per_app_kib", lambda f: f["rss_per_app_kib"] <= 1024),
+    Goal(
+        "neighbour_p99_ms_noisy",
+        lambda f: f["neighbour_p99_ms_noisy"] <= 2 * f["neighbour_p99_ms_quiet"],
+        ("neighbour_p99_ms_quiet",),
+    ),
+    Goal(
+        "agent_rss_peak_mib",
+        lambda f: f["agent_rss_peak_mib"] <= f["agent_memory_budget_mib"] + 64,
+        ("agent_memory_budget_mib",),
+    ),
+    Goal(
+        "agent_rss_after_mib",
+        lambda f: f["agent_rss_after_mib"] <= f["agent_rss_before_mib"] + RETAINED_MIB,
+        ("agent_rss_before_mib",),
+    ),
+)
+
+
+def goals_missed(figures: Mapping[str, float]) -> list[str]:
+    """Goals whose figures this run measured and did not meet (NaN, e.g. no runc, counts as missed)."""
+    return [
+        g.figure
+        for g in GOALS
+        if all(name in figures for name in (g.figure, *g.needs)) and not g.met(figures)
+    ]
 
 
 def emit(name: str, value: float | str) -> None:
-    if isinstance(value, str):
-        print(f"{name}={value}", flush=True)
-    elif isinstance(value, int) or name.endswith(("_rps", "_kib", "iterations", "_runs")):
-        print(f"{name}={value:.0f}", flush=True)
-    elif name.endswith(("_ratio", "overhead", "_mib", "speedup_vs_runc")):
-        print(f"{name}={value:.2f}", flush=True)
-    else:
-        print(format_figure(name, value), flush=True)
+    print(f"{name}={value}" if isinstance(value, str) else format_figure(name, value), flush=True)
+
+
+def emit_all(figures: Mapping[str, float]) -> None:
+    for name, value in figures.items():
+        emit(name, value)
 
 
 # --- runc ---------------------------------------------------------------------------------------------
@@ -97,11 +154,9 @@ def runc_samples(runs: int, warmup: int) -> tuple[list[float], str]:
         bundle = make_bundle(Path(tmp))
         state = Path(tmp) / "state"  # private --root: nothing left in /run/runc
         base = ["runc", "--root", str(state)]
-        ids: list[str] = []
         try:
             for i in range(warmup + runs):
                 cid = f"shoal-bench-{os.getpid()}-{i}"
-                ids.append(cid)
                 t = time.perf_counter()
                 proc = subprocess.run(
                     [*base, "run", "--bundle", str(bundle), cid], capture_output=True, timeout=60
@@ -120,7 +175,18 @@ def runc_samples(runs: int, warmup: int) -> tuple[list[float], str]:
     return out, ""
 
 
-# --- HTTP servers (child processes) ---------------------------------------------------------------
+def runc_figures(runs: int) -> tuple[Figures, str]:
+    samples, error = runc_samples(runs, warmup=3)
+    if not samples:
+        return {"runc_p50_ms": math.nan, "runc_p99_ms": math.nan}, error
+    return {
+        "runc_runs": len(samples),
+        "runc_p50_ms": percentile(samples, 0.5) * 1e3,
+        "runc_p99_ms": percentile(samples, 0.99) * 1e3,
+    }, ""
+
+
+# --- servers (child processes) ------------------------------------------------------------------------
 
 
 async def _serve_until_term() -> None:
@@ -132,23 +198,24 @@ async def _serve_until_term() -> None:
     await stop.wait()
 
 
-async def serve_agent(port: int, metrics_port: int, wasm_path: Path) -> None:
-    """The agent's HTTP stack with hello-c placed as the agent places an HTTP app."""
+async def serve_agent(port: int, metrics_port: int, wasm_path: Path, budget_mib: int, noisy: bool) -> None:
+    """The agent's serving stack: hello-c at /hello (and the noisy app at /noisy), as placements
+    mount HTTP apps, the data plane's listener on `port`, the ops server (/metrics) on
+    `metrics_port`, and a memory budget of `budget_mib`."""
     metrics = AgentMetrics("bench")
+    settings = EngineSettings(memory_budget_bytes=budget_mib * MiB)
     with tempfile.TemporaryDirectory(prefix="shoal-bench-cache-") as cache:
-        runtime = WasmRuntime(metrics, cache_dir=Path(cache))
+        runtime = WasmRuntime(metrics, cache_dir=Path(cache), settings=settings)
         try:
-            router = HttpRouter()
+            serving = Serving(runtime)
             wasm = await asyncio.to_thread(wasm_path.read_bytes)
-            loaded = await runtime.load_app_async(AppSpec("bench", "hello"), wasm)
-            inflight = InFlight()
-
-            async def invoke(request: InvocationRequest) -> InvocationResult:
-                return await runtime.invoke(loaded, request)
-
-            target = HttpTarget("bench", "hello", inflight.wrap(invoke), metrics=loaded.metrics)
-            mount(router, target, app_routes("hello", "bench", "/hello", "cluster.local"))
-            servers = AgentServers(router, metrics, ready_checks=dict)
+            hello = await serving.load(AppSpec("bench", "hello", limits=HELLO_LIMITS), wasm)
+            serving.mount_http(hello, "/hello")
+            if noisy:
+                hog = shoal_dataplane.wat2wasm(hog_wat(NOISY_LIMITS.memory_bytes))
+                app = await serving.load(AppSpec("bench", "noisy", limits=NOISY_LIMITS), hog)
+                serving.mount_http(app, "/noisy")
+            servers = AgentServers(serving, metrics, ready_checks=dict)
             await servers.start(
                 http_host="127.0.0.1", http_port=port, metrics_host="127.0.0.1", metrics_port=metrics_port
             )
@@ -157,6 +224,7 @@ async def serve_agent(port: int, metrics_port: int, wasm_path: Path) -> None:
             finally:
                 await servers.stop()
         finally:
+            runtime.interrupt()  # noisy guests still spinning trap now, not at their deadline
             await asyncio.to_thread(runtime.close)
 
 
@@ -178,32 +246,6 @@ async def serve_aiohttp(port: int) -> None:
         await _serve_until_term()
     finally:
         await runner.cleanup()
-
-
-async def client_pool(url: str, connections: int, duration: float) -> dict[str, float]:
-    """Fallback load generator: `connections` keep-alive clients in a loop for `duration` seconds."""
-    import aiohttp
-
-    done = errors = 0
-    deadline = time.perf_counter() + duration
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal done, errors
-        while time.perf_counter() < deadline:
-            async with session.get(url) as resp:
-                await resp.read()
-                done += 1
-                errors += resp.status != 200
-
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(connections)))
-        elapsed = time.perf_counter() - start
-    return {"rps": done / elapsed, "non_2xx": errors, "requests": done}
-
-
-# --- HTTP driver (parent) -------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -237,66 +279,200 @@ def server_process(args: list[str], port: int) -> Iterator[subprocess.Popen[byte
             proc.wait(timeout=15)
 
 
-def load(url: str, connections: int, duration: float) -> dict[str, float]:
-    """Requests/s against `url` from another process: wrk if present, else the aiohttp client pool."""
-    if shutil.which("wrk"):
-        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", url]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
-        rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
-        requests = re.search(r"(\d+) requests in", out)
-        non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-        socket_errors = re.search(r"Socket errors:.*", out)
-        if rps is None or requests is None:
-            raise RuntimeError(f"cannot parse wrk output:\n{out}")
-        return {
-            "rps": float(rps.group(1)),
-            "requests": float(requests.group(1)),
-            "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
-            "socket_errors": 1.0 if socket_errors else 0.0,
-        }
-    cmd = [sys.executable, __file__, "--role", "client", "--url", url]
-    cmd += ["--connections", str(connections), "--duration", str(duration)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
-    result: dict[str, float] = json.loads(out)
+@dataclass(frozen=True)
+class Agent:
+    pid: int
+    base: str
+    metrics_url: str
+
+    def status_kib(self, key: str) -> int:
+        """A `kB` line of /proc/<pid>/status, e.g. VmRSS (now) or VmHWM (peak so far)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"no {key} in /proc/{self.pid}/status")
+
+    def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        text = get(self.metrics_url).decode()
+        return [
+            (s.name, dict(s.labels), float(s.value))
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        ]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        return sum(
+            v for n, ls, v in self.samples() if n == name and all(ls.get(k) == x for k, x in labels.items())
+        )
+
+    def queue_wait(self, app: str) -> tuple[float, float]:
+        """(sum of seconds, count) of the app's queue-wait histogram so far."""
+        samples = self.samples()
+
+        def total(name: str) -> float:
+            return sum(v for n, ls, v in samples if n == name and ls.get("app") == app)
+
+        name = "shoal_invocation_queue_wait_seconds"
+        return total(name + "_sum"), total(name + "_count")
+
+    def wait_idle(self, timeout: float) -> None:
+        """Until no instance runs: guests the load left behind run to their deadline (at most
+        `timeout` from now)."""
+        deadline = time.monotonic() + timeout
+        while self.metric("shoal_instances_active") > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agent still runs instances after {timeout}s")
+            time.sleep(0.1)
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body: bytes = resp.read()
+        return body
+
+
+@contextlib.contextmanager
+def agent_process(wasm: Path, budget_mib: int, noisy: bool = False) -> Iterator[Agent]:
+    port, metrics_port = free_port(), free_port()
+    args = ["--role", "agent", "--port", str(port), "--metrics-port", str(metrics_port), "--wasm", str(wasm)]
+    args += ["--memory-budget-mib", str(budget_mib), *(["--noisy"] if noisy else [])]
+    with server_process(args, port) as proc:
+        agent = Agent(proc.pid, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
+        body = get(agent.base + HELLO_PATH)
+        if not body.startswith(b"Hello from C"):
+            raise RuntimeError(f"agent answered {body!r}")
+        yield agent
+
+
+def mean_between(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Mean of a histogram's observations between two (sum, count) snapshots."""
+    count = after[1] - before[1]
+    return (after[0] - before[0]) / count if count else math.nan
+
+
+# --- wrk ----------------------------------------------------------------------------------------------
+
+UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Wrk:
+    """What one wrk run reported; latency percentiles (50, 75, 90, 99) in seconds with --latency."""
+
+    rps: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    latency: dict[int, float] = field(default_factory=dict)
+
+
+def wrk_command(url: str, threads: int, connections: int, seconds: int, latency: bool) -> list[str]:
+    # --timeout: the noisy app answers only at its 1 s deadline; wrk's default (2 s) is too close.
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, seconds)}s", "--timeout", "10s"]
+    return [*cmd, *(["--latency"] if latency else []), url]
+
+
+def parse_wrk(out: str) -> Wrk:
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    requests = re.search(r"(\d+) requests in", out)
+    if rps is None or requests is None:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    latency = {
+        int(m.group(1)): float(m.group(2)) * UNIT_S[m.group(3)]
+        for m in re.finditer(r"^\s*(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.MULTILINE)
+    }
+    return Wrk(
+        rps=float(rps.group(1)),
+        requests=int(requests.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
+        latency=latency,
+    )
+
+
+def wrk(url: str, threads: int, connections: int, seconds: int, latency: bool = False) -> Wrk:
+    cmd = wrk_command(url, threads, connections, seconds, latency)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    result = parse_wrk(out)
+    if latency and set(result.latency) != {50, 75, 90, 99}:
+        raise RuntimeError(f"no latency distribution in wrk output:\n{out}")
     return result
 
 
+@contextlib.contextmanager
+def wrk_background(url: str, threads: int, connections: int, seconds: int) -> Iterator[Callable[[], Wrk]]:
+    """wrk running while the block runs; yields `finish`, which waits for it and parses it. Killed
+    if the block leaves without finishing it."""
+    cmd = wrk_command(url, threads, connections, seconds, latency=False)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish() -> Wrk:
+        out, err = proc.communicate(timeout=seconds + 60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"wrk exited {proc.returncode}: {err}")
+        return parse_wrk(out)
+
+    try:
+        yield finish
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=15)
+
+
+# --- HTTP: latency at low load, throughput vs. aiohttp ------------------------------------------------
+
+
 def http_figures(
-    wasm: Path, duration: float, warmup: float, rounds: int, connections: int
-) -> dict[str, float]:
-    agent_port, metrics_port, plain_port = free_port(), free_port(), free_port()
-    agent_url = f"http://127.0.0.1:{agent_port}{HTTP_PATH}"
-    plain_url = f"http://127.0.0.1:{plain_port}{HTTP_PATH}"
-    agent_args = ["--role", "agent", "--port", str(agent_port), "--metrics-port", str(metrics_port)]
-    agent_args += ["--wasm", str(wasm)]
-    agent: list[dict[str, float]] = []
-    plain: list[dict[str, float]] = []
+    wasm: Path, duration: int, warmup: int, rounds: int, threads: int, connections: int, latency_s: int
+) -> Figures:
+    plain_port = free_port()
+    plain_url = f"http://127.0.0.1:{plain_port}{HELLO_PATH}"
+    budget_mib = EngineSettings().memory_budget_bytes // MiB  # the agent's default (no MEMORY_LIMIT)
     with (
-        server_process(agent_args, agent_port),
+        agent_process(wasm, budget_mib) as agent,
         server_process(["--role", "aiohttp", "--port", str(plain_port)], plain_port),
     ):
-        with urllib.request.urlopen(agent_url, timeout=10) as resp:
-            body = resp.read()
-        if not body.startswith(b"Hello from C"):
-            raise RuntimeError(f"agent answered {body!r}")
-        load(agent_url, connections, warmup)
-        load(plain_url, connections, warmup)
-        for _ in range(rounds):  # alternate so background load hits both alike
-            agent.append(load(agent_url, connections, duration))
-            plain.append(load(plain_url, connections, duration))
-    best_agent = max(agent, key=lambda r: r["rps"])
-    best_plain = max(plain, key=lambda r: r["rps"])
+        agent_url = agent.base + HELLO_PATH
+        # Low load, one connection: arrival to response of a single request, through the listener.
+        wrk(agent_url, 1, 1, warmup)
+        low = wrk(agent_url, 1, 1, latency_s, latency=True)
+        wrk(plain_url, 1, 1, warmup)
+        plain_low = wrk(plain_url, 1, 1, latency_s, latency=True)
+        # Throughput: the same wrk and connections against both, alternating so background load
+        # hits both alike; the best round of each counts.
+        wrk(agent_url, threads, connections, warmup)
+        wrk(plain_url, threads, connections, warmup)
+        agent_runs: list[Wrk] = []
+        plain_runs: list[Wrk] = []
+        for _ in range(rounds):
+            agent_runs.append(wrk(agent_url, threads, connections, duration))
+            plain_runs.append(wrk(plain_url, threads, connections, duration))
+    best_agent = max(agent_runs, key=lambda r: r.rps)
+    best_plain = max(plain_runs, key=lambda r: r.rps)
+    us = 1e6
     return {
-        "http_rps": best_agent["rps"],
-        "aiohttp_rps": best_plain["rps"],
-        "http_ratio": best_agent["rps"] / best_plain["rps"],
-        "http_non_2xx": int(sum(r["non_2xx"] for r in agent + plain)),
+        "agent_p50_us": low.latency[50] * us,
+        "agent_p99_us": low.latency[99] * us,
+        "agent_low_load_rps": low.rps,
+        "aiohttp_p50_us": plain_low.latency[50] * us,
+        "aiohttp_p99_us": plain_low.latency[99] * us,
+        "http_rps": best_agent.rps,
+        "aiohttp_rps": best_plain.rps,
+        "http_ratio": best_agent.rps / best_plain.rps,
+        "http_non_2xx": sum(r.non_2xx for r in [low, *agent_runs]),
+        "http_socket_errors": sum(r.socket_errors for r in [low, *agent_runs]),
+        "aiohttp_non_2xx": sum(r.non_2xx for r in [plain_low, *plain_runs]),
         "http_connections": connections,
         "http_seconds_per_round": duration,
     }
 
 
-# --- RSS per app (child process) --------------------------------------------------------------------
+# --- RSS per app (child process) ------------------------------------------------------------------------
 
 
 def rss_kib() -> int:
@@ -307,38 +483,20 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def hello_wat(i: int) -> str:
-    text = f"Content-Type: text/plain\\n\\nHello from app {i:05d}\\n"
-    length = len(text.replace("\\n", "\n"))
-    return f"""(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "{text}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const {length}))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-"""
-
-
-def rss_child(apps: int) -> dict[str, float]:
+def rss_child(apps: int) -> dict[str, int]:
     """Load `apps` distinct modules (compiled, disk-cached, linked, pre-instantiated, invoked once)."""
-    import wasmtime
-
-    modules = [bytes(wasmtime.wat2wasm(hello_wat(i))) for i in range(apps + 1)]
+    modules = [shoal_dataplane.wat2wasm(hello_wat(i)) for i in range(apps + 1)]
     with tempfile.TemporaryDirectory(prefix="shoal-bench-rss-") as cache:
         runtime = WasmRuntime(AgentMetrics("bench"), cache_dir=Path(cache))
         try:
             # One app first: one-time costs (compiler, WASI, metric families) are not per app.
             runtime.load_app(AppSpec("bench", "warm"), modules[0]).invoke_sync(InvocationRequest())
-            gc.collect()
             before = rss_kib()
             for i in range(1, apps + 1):
                 app = runtime.load_app(AppSpec("bench", f"app-{i}"), modules[i])
                 result = app.invoke_sync(InvocationRequest())
                 if result.outcome is not Outcome.OK or f"app {i:05d}".encode() not in result.stdout:
                     raise RuntimeError(f"app {i}: {result}")
-            gc.collect()
             after = rss_kib()
             loaded = sum(1 for i in range(1, apps + 1) if runtime.get("bench", f"app-{i}") is not None)
         finally:
@@ -346,7 +504,7 @@ def rss_child(apps: int) -> dict[str, float]:
     return {"before_kib": before, "after_kib": after, "apps": loaded}
 
 
-def rss_figures(apps: int) -> dict[str, float]:
+def rss_figures(apps: int) -> Figures:
     cmd = [sys.executable, __file__, "--role", "rss", "--apps", str(apps)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S * 5, check=True)
     child = json.loads(out.stdout)
@@ -354,6 +512,100 @@ def rss_figures(apps: int) -> dict[str, float]:
         "rss_apps": int(child["apps"]),
         "rss_per_app_kib": (child["after_kib"] - child["before_kib"]) / child["apps"],
         "rss_total_mib": child["after_kib"] / 1024,
+    }
+
+
+# --- noisy neighbour ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def peak_sampler(agent: Agent, every_s: float = 0.02) -> Iterator[list[int]]:
+    """Samples the agent's VmRSS while the block runs; yields the list of samples (KiB)."""
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(agent.status_kib("VmRSS"))
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def neighbour_figures(wasm: Path, seconds: int, budget_mib: int, noisy_connections: int) -> Figures:
+    """Hello's p99 alone, then beside a saturated memory-and-CPU hog on the same agent."""
+    ms = 1e3
+    with agent_process(wasm, budget_mib, noisy=True) as agent:
+        hello_url, noisy_url = agent.base + HELLO_PATH, agent.base + NOISY_PATH
+        wrk(hello_url, 1, 2, 1)  # warm-up
+        wait_0 = agent.queue_wait("hello")
+        quiet = wrk(hello_url, 1, 2, seconds, latency=True)
+        wait_quiet = agent.queue_wait("hello")
+        rss_before = agent.status_kib("VmRSS")
+        refused_before = {
+            (app, reason): agent.metric("shoal_admission_refusals_total", app=app, reason=reason)
+            for app in ("hello", "noisy")
+            for reason in ("memory", "concurrency")
+        }
+        settle_s = 2  # the first noisy guests have filled their memory; the queue is full
+        with wrk_background(noisy_url, 1, noisy_connections, settle_s + seconds + 1) as finish_noisy:
+            time.sleep(settle_s)
+            with peak_sampler(agent) as rss_samples:
+                noisy = wrk(hello_url, 1, 2, seconds, latency=True)
+            wait_noisy = agent.queue_wait("hello")
+            hog = finish_noisy()
+        # Guests admitted before wrk stopped still run to their deadline; then memory must go back.
+        time.sleep(NOISY_LIMITS.timeout_s)
+        agent.wait_idle(timeout=NOISY_LIMITS.timeout_s * 10)
+        time.sleep(0.5)
+        rss_after = agent.status_kib("VmRSS")
+        peak = agent.status_kib("VmHWM")
+        refused = {
+            key: agent.metric("shoal_admission_refusals_total", app=key[0], reason=key[1]) - before
+            for key, before in refused_before.items()
+        }
+        noisy_timeouts = agent.metric("shoal_invocations_total", app="noisy", outcome="timeout")
+        noisy_other = sum(
+            v
+            for n, ls, v in agent.samples()
+            if n == "shoal_invocations_total"
+            and ls.get("app") == "noisy"
+            and ls.get("outcome") not in ("timeout", "busy")
+        )
+    return {
+        "neighbour_p50_ms_quiet": quiet.latency[50] * ms,
+        "neighbour_p99_ms_quiet": quiet.latency[99] * ms,
+        "neighbour_p50_ms_noisy": noisy.latency[50] * ms,
+        "neighbour_p99_ms_noisy": noisy.latency[99] * ms,
+        "neighbour_p99_ratio": noisy.latency[99] / quiet.latency[99],
+        # Of that, the mean time hello's requests waited to run (admission, fair queue, a guest
+        # thread), from the agent's shoal_invocation_queue_wait_seconds.
+        "neighbour_queue_wait_mean_ms_quiet": mean_between(wait_0, wait_quiet) * ms,
+        "neighbour_queue_wait_mean_ms_noisy": mean_between(wait_quiet, wait_noisy) * ms,
+        "neighbour_rps_quiet": quiet.rps,
+        "neighbour_rps_noisy": noisy.rps,
+        "neighbour_non_2xx_quiet": quiet.non_2xx,
+        "neighbour_non_2xx_noisy": noisy.non_2xx,
+        "hello_refused_memory": int(refused["hello", "memory"]),
+        "hello_refused_concurrency": int(refused["hello", "concurrency"]),
+        "noisy_connections": noisy_connections,
+        "noisy_responses": hog.requests,
+        "noisy_non_2xx": hog.non_2xx,
+        "noisy_timeouts": int(noisy_timeouts),
+        "noisy_other_outcomes": int(noisy_other),
+        "noisy_refused_memory": int(refused["noisy", "memory"]),
+        "noisy_refused_concurrency": int(refused["noisy", "concurrency"]),
+        "agent_memory_budget_mib": float(budget_mib),
+        "agent_rss_before_mib": rss_before / 1024,
+        "agent_rss_sampled_peak_mib": max(rss_samples, default=0) / 1024,
+        "agent_rss_peak_mib": peak / 1024,
+        "agent_rss_after_mib": rss_after / 1024,
     }
 
 
@@ -366,74 +618,75 @@ def main() -> None:
     )
     parser.add_argument("--wasm", type=Path, help="the C hello guest (built if absent)")
     parser.add_argument("--runc-runs", type=int, default=30)
-    parser.add_argument("-n", type=int, default=5000, help="bare/agent iterations")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per HTTP round")
-    parser.add_argument("--http-warmup", type=float, default=1.0)
+    parser.add_argument("-n", type=int, default=5000, help="native invoke iterations")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per HTTP throughput round")
+    parser.add_argument("--latency-seconds", type=int, default=3, help="seconds of each latency run")
+    parser.add_argument("--http-warmup", type=int, default=1, help="seconds")
     parser.add_argument("--http-rounds", type=int, default=2, help="per server; best round counts")
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads for throughput")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections for throughput")
     parser.add_argument("--apps", type=int, default=1000)
-    parser.add_argument("--skip", action="append", default=[], choices=["runc", "core", "http", "rss"])
-    parser.add_argument("--role", choices=["agent", "aiohttp", "client", "rss"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory-budget-mib", type=int, default=256, help="the neighbour agent's budget")
+    parser.add_argument("--noisy-connections", type=int, default=16, help="> the noisy app's concurrency")
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["runc", "core", "http", "rss", "neighbour"]
+    )
+    parser.add_argument("--role", choices=["agent", "aiohttp", "rss"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--metrics-port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--noisy", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
 
     if opts.role == "agent":
-        asyncio.run(serve_agent(opts.port, opts.metrics_port, opts.wasm))
+        asyncio.run(serve_agent(opts.port, opts.metrics_port, opts.wasm, opts.memory_budget_mib, opts.noisy))
         return
     if opts.role == "aiohttp":
         asyncio.run(serve_aiohttp(opts.port))
-        return
-    if opts.role == "client":
-        print(json.dumps(asyncio.run(client_pool(opts.url, opts.connections, opts.duration))))
         return
     if opts.role == "rss":
         print(json.dumps(rss_child(opts.apps)))
         return
 
     wasm = opts.wasm or default_wasm()
-    figures: dict[str, float] = {}
+    have_wrk = shutil.which("wrk") is not None
+    if not have_wrk and not {"http", "neighbour"} <= set(opts.skip):
+        emit("wrk_error", json.dumps("wrk not installed (Debian package wrk): http and neighbour skipped"))
+    figures: Figures = {}
     if "runc" not in opts.skip:
-        samples, error = runc_samples(opts.runc_runs, warmup=3)
-        if samples:
-            figures["runc_p50_ms"] = percentile(samples, 0.5) * 1e3
-            figures["runc_p99_ms"] = percentile(samples, 0.99) * 1e3
-            emit("runc_runs", len(samples))
-        else:
-            figures["runc_p50_ms"] = figures["runc_p99_ms"] = math.nan
+        runc, error = runc_figures(opts.runc_runs)
+        if error:
             emit("runc_error", json.dumps(error))
-        emit("runc_p50_ms", figures["runc_p50_ms"])
-        emit("runc_p99_ms", figures["runc_p99_ms"])
+        emit_all(runc)
+        figures.update(runc)
     if "core" not in opts.skip:
         core = core_figures(wasm.read_bytes(), opts.n)
-        for name, value in core.items():
-            emit(name, value)
+        emit_all(core)
         figures.update(core)
+    if "http" not in opts.skip and have_wrk:
+        http = http_figures(
+            wasm,
+            opts.duration,
+            opts.http_warmup,
+            opts.http_rounds,
+            opts.threads,
+            opts.connections,
+            opts.latency_seconds,
+        )
         if "runc_p50_ms" in figures:
-            figures["speedup_vs_runc"] = figures["runc_p50_ms"] * 1e3 / core["agent_p50_us"]
-            emit("speedup_vs_runc", figures["speedup_vs_runc"])
-    if "http" not in opts.skip:
-        http = http_figures(wasm, opts.duration, opts.http_warmup, opts.http_rounds, opts.connections)
-        emit("http_load_generator", "wrk" if shutil.which("wrk") else "aiohttp-client-pool")
-        for name, value in http.items():
-            emit(name, value)
+            http["speedup_vs_runc"] = figures["runc_p50_ms"] * 1e3 / http["agent_p50_us"]
+        emit_all(http)
         figures.update(http)
     if "rss" not in opts.skip:
         rss = rss_figures(opts.apps)
-        for name, value in rss.items():
-            emit(name, value)
+        emit_all(rss)
         figures.update(rss)
-    goals = {"rss_per_app_kib": 1024.0, **GOALS}
-    missed = [
-        name
-        for name, goal in goals.items()
-        if name in figures
-        and not (
-            figures[name] <= goal if name in ("agent_overhead", "rss_per_app_kib") else figures[name] >= goal
+    if "neighbour" not in opts.skip and have_wrk:
+        neighbour = neighbour_figures(
+            wasm, opts.latency_seconds, opts.memory_budget_mib, opts.noisy_connections
         )
-    ]
-    emit("goals_missed", ",".join(missed) or "none")
+        emit_all(neighbour)
+        figures.update(neighbour)
+    emit("goals_missed", ",".join(goals_missed(figures)) or "none")
 
 
 if __name__ == "__main__":

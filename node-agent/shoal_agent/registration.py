@@ -64,7 +64,7 @@ def next_wait(*, failures: int, now: float, next_renew: float, renew_seconds: fl
     down by up to half (`jitter` in [0, 1)) so a fleet of agents does not retry in step. A Lease
     never renewed (next_renew 0) is not a reason to retry at once."""
     if failures:
-        backoff = min(renew_seconds, RETRY_FIRST_SECONDS * 2 ** min(failures - 1, 16))
+        backoff = min(renew_seconds, RETRY_FIRST_SECONDS * 2.0 ** min(failures - 1, 16))
         return backoff * (0.5 + jitter / 2)
     return max(0.05, next_renew - now)
 
