@@ -26,11 +26,14 @@ start=$SECONDS
 wheels=$cache/wheels
 rm -f "$wheels"/shoal_dataplane-*.whl
 # cargo prints one line per crate it compiles: that is the progress of a long first build.
+buildlog=$cache/dataplane-build.log
+mkdir -p "$cache"
 .venv/bin/maturin build --release --locked -m "$crate/Cargo.toml" -o "$wheels" -i .venv/bin/python 2>&1 |
-  grep -E --line-buffered '^\s*(Compiling|Finished|error|warning: unused)|Built wheel|💥|error' >&2 || true
+  tee "$buildlog" | grep -E --line-buffered '^\s*(Compiling|Finished)|Built wheel' >&2 || true
 wheel=$(ls "$wheels"/shoal_dataplane-*.whl 2>/dev/null | head -1)
 if [[ -z $wheel ]]; then
-  log "the build failed; run: CARGO_TARGET_DIR=$CARGO_TARGET_DIR .venv/bin/maturin build --release -m $crate/Cargo.toml"
+  tail -n 40 "$buildlog" >&2
+  log "the build failed (whole log: $buildlog)"
   exit 1
 fi
 .venv/bin/pip install -q --force-reinstall --no-deps "$wheel"

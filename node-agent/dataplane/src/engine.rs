@@ -36,7 +36,7 @@ impl Default for EngineSettings {
             max_memory_bytes: 4 << 30,
             keep_resident_bytes: 128 << 10,
             max_wasm_stack: 512 << 10,
-            tick: Duration::from_millis(1),
+            tick: Duration::from_micros(250),
         }
     }
 }

@@ -21,8 +21,10 @@ class EngineSettings:
     """Threads that run guests; also the number of execution slots of the fair queue."""
     io_threads: int = 1
     """Threads of the HTTP listener (parsing, routing, writing responses)."""
-    tick_ms: float = 1.0
-    """Epoch tick: how often a running guest yields its slot and its deadline is checked."""
+    tick_ms: float = 0.25
+    """Epoch tick: how often a running guest yields its slot and its deadline is checked; what a
+    request waits at most for a slot while long guests hold them all (bench-coldstart's neighbour
+    figures)."""
     keep_resident_bytes: int = 128 * 1024
     """Bytes of each pooled linear memory kept mapped (zeroed) between instances."""
     max_instances: int = 1000
