@@ -45,11 +45,11 @@ class DataPlane:
         memory_budget: int,
         buckets: Sequence[float],
         guest_threads: int = ...,
-        io_threads: int = ...,
         tick_ms: float = ...,
         keep_resident_bytes: int = ...,
         max_instances: int = ...,
         max_memory_bytes: int = ...,
+        app_memory_share: float = ...,
     ) -> None: ...
     def set_host(self, dispatch: Callable[..., Any], new_state: Callable[[str, str], Any]) -> None: ...
     def compile(self, wasm: bytes, digest: str | None = None) -> Compiled: ...

@@ -509,25 +509,31 @@ async def test_a_hello_keeps_its_latency_next_to_a_noisy_neighbour(
 async def test_memory_budget_refuses_with_a_clear_503_and_memory_comes_back(
     agent: AgentProcess, kube: KubeHttp, images: Images, namespace: str, http: aiohttp.ClientSession
 ) -> None:
-    """Guests of 160 MiB each that touch all their memory: two fit the agent's 384 MiB budget, the
-    others are refused at once with a message naming the app, its limit and the budget; the agent
-    stays healthy and its memory goes back once the burst ends."""
+    """Guests of 160 MiB that touch all their memory, in three apps, against a 384 MiB budget: two
+    instances fit; a third app's is refused by the budget, and a second instance of one app by its
+    share (half the budget). Every 503 names the app, its limit and the budget; the agent stays
+    healthy and its memory goes back once the burst ends."""
     limit = 160 * MiB
-    create_placement(kube, namespace, "hog", images.refs["fill-and-spin"], memory=limit, timeout_ms=1500)
+    hogs = ("hog-a", "hog-b", "hog-c")
+    for app in hogs:
+        create_placement(kube, namespace, app, images.refs["fill-and-spin"], memory=limit, timeout_ms=1500)
     create_placement(kube, namespace, "calm", images.refs["hello-wat"])
-    await wait_state(kube, namespace, "hog", "Ready")
-    await wait_state(kube, namespace, "calm", "Ready")
+    for app in (*hogs, "calm"):
+        await wait_state(kube, namespace, app, "Ready")
     before = total(agent.metrics(), "process_resident_memory_bytes")
-    results = await asyncio.gather(*(get(http, agent, "/", host=f"hog.{namespace}") for _ in range(4)))
+    calls = [f"hog-a.{namespace}", f"hog-a.{namespace}", f"hog-b.{namespace}", f"hog-c.{namespace}"]
+    results = await asyncio.gather(*(get(http, agent, "/", host=host) for host in calls))
     codes = sorted(code for code, _ in results)
-    assert codes.count(504) == 2 and codes.count(503) == 2, results
-    refusal = next(body for code, body in results if code == 503)
-    assert f"app {namespace}/hog needs {limit} bytes" in refusal, refusal
-    assert f"memory budget of {AGENT_BUDGET} bytes" in refusal, refusal
+    assert codes == [503, 503, 504, 504], results
+    for host, (code, body) in zip(calls, results, strict=True):
+        if code == 503:
+            app = host.split(".")[0]
+            assert f"app {namespace}/{app} needs {limit} bytes" in body, body
+            assert f"memory budget of {AGENT_BUDGET} bytes" in body, body
     assert agent.healthy()
     assert (await get(http, agent, "/", host=f"calm.{namespace}"))[0] == 200
     metrics = agent.metrics()
-    assert total(metrics, "shoal_admission_refusals_total", app="hog", reason="memory") == 2
+    assert total(metrics, "shoal_admission_refusals_total", namespace=namespace, reason="memory") == 2
 
     async def memory_back() -> bool:
         rss = total(agent.metrics(), "process_resident_memory_bytes")

@@ -143,7 +143,7 @@ pub fn define(
                 let r = Python::with_gil(|py| {
                     call_python(py, host, index, base, len, params, results, &results_ty)
                 });
-                tokio::runtime::Handle::current().block_on(shared.slots.acquire(app_id));
+                tokio::runtime::Handle::current().block_on(shared.slots.acquire(app_id, true));
                 r
             });
             outcome.map_err(|message| {

@@ -226,6 +226,22 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Counts an instance as active while it lives.
+struct Active<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> Active<'a> {
+    fn new(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Holds an execution slot; gives it back when dropped.
 struct Slot<'a> {
     slots: &'a FairSlots,
@@ -240,6 +256,19 @@ impl Drop for Slot<'_> {
 fn refusal_message(app: &AppVersion, r: Refusal) -> String {
     match r {
         Refusal::Concurrency { limit } => format!("app at its concurrency limit of {limit}"),
+        Refusal::Share {
+            held,
+            share,
+            budget,
+        } => format!(
+            "app {} needs {} bytes of memory (its limit) but already holds {} bytes in running \
+             instances, and one app may hold at most {} bytes of the agent's memory budget of {} bytes",
+            app.label(),
+            app.limits.memory_bytes,
+            held,
+            share,
+            budget
+        ),
         Refusal::Memory { in_use, budget } => format!(
             "app {} needs {} bytes of memory (its limit) but the agent's memory budget of {} bytes \
              has {} left: {} are held by running instances",
@@ -290,7 +319,8 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
     }
     app.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&app.in_flight);
-    let queued = tokio::time::timeout_at(deadline.into(), shared.slots.acquire(app.id)).await;
+    let queued =
+        tokio::time::timeout_at(deadline.into(), shared.slots.acquire(app.id, false)).await;
     let start = Instant::now();
     app.metrics
         .queue_wait
@@ -309,9 +339,9 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
     let slot = Slot {
         slots: &shared.slots,
     };
-    app.metrics.active.fetch_add(1, Ordering::Relaxed);
+    let active = Active::new(&app.metrics.active);
     let result = run(&shared, &app, req, deadline, start).await;
-    app.metrics.active.fetch_sub(1, Ordering::Relaxed);
+    drop(active);
     drop(slot);
     drop(admitted);
     app.metrics.duration.observe(result.duration_seconds);
@@ -377,7 +407,7 @@ async fn run(
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                sh2.slots.acquire(id).await
+                sh2.slots.acquire(id, true).await
             }),
         ))
     });
@@ -534,7 +564,7 @@ mod tests {
         .unwrap();
         Arc::new(Shared {
             engine,
-            admission: Admission::new(budget),
+            admission: Admission::new(budget, 0.5),
             slots: FairSlots::new(slots),
             interrupt: AtomicBool::new(false),
         })

@@ -89,28 +89,19 @@ pub struct DataPlane {
     registry: Arc<Registry>,
     server: Arc<Server>,
     bridge: Mutex<Option<Arc<HostBridge>>>,
-    guests: Mutex<Option<Runtime>>,
-    io: Mutex<Option<Runtime>>,
+    runtime: Mutex<Option<Runtime>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     ticker: Mutex<Option<EpochTicker>>,
     closed: AtomicBool,
 }
 
-/// Niceness of the guest threads: when guests keep every core busy, the kernel still gives the
-/// listener (and the agent's Python) the CPU first, so a request is parsed and queued at once and
-/// waits only for the fair queue.
-const GUEST_NICE: i32 = 5;
-
-fn runtime(name: &str, threads: usize, nice: i32) -> PyResult<Runtime> {
+/// One runtime for the listener and the guests: a request runs its guest inline in its
+/// connection task (no hop between threads), and a running guest gives its thread back at every
+/// epoch tick, so connections are served within a tick even while long guests hold every slot.
+fn runtime(name: &str, threads: usize) -> PyResult<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .thread_name(name)
-        .on_thread_start(move || {
-            if nice != 0 {
-                // SAFETY: plain syscall; on Linux PRIO_PROCESS with who=0 is the calling thread.
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-            }
-        })
         .enable_all()
         .build()
         .map_err(|e| PyOSError::new_err(format!("starting the {name} runtime: {e}")))
@@ -136,19 +127,20 @@ type ResultTuple = (
 #[pymethods]
 impl DataPlane {
     #[new]
-    #[pyo3(signature = (*, cache_dir, memory_budget, buckets, guest_threads=2, io_threads=1, tick_ms=0.25,
-                        keep_resident_bytes=131072, max_instances=1000, max_memory_bytes=4294967296))]
+    #[pyo3(signature = (*, cache_dir, memory_budget, buckets, guest_threads=2, tick_ms=0.25,
+                        keep_resident_bytes=131072, max_instances=1000, max_memory_bytes=4294967296,
+                        app_memory_share=0.5))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         cache_dir: Option<PathBuf>,
         memory_budget: u64,
         buckets: Vec<f64>,
         guest_threads: usize,
-        io_threads: usize,
         tick_ms: f64,
         keep_resident_bytes: usize,
         max_instances: u32,
         max_memory_bytes: usize,
+        app_memory_share: f64,
     ) -> PyResult<Self> {
         let settings = EngineSettings {
             max_instances,
@@ -159,19 +151,19 @@ impl DataPlane {
         };
         let engine = build_engine(&settings).map_err(err)?;
         let cache = ModuleCache::new(engine.clone(), cache_dir).map_err(err)?;
-        let guests = runtime("shoal-guest", guest_threads, GUEST_NICE)?;
-        let io = runtime("shoal-http", io_threads, 0)?;
+        let rt = runtime("shoal-dataplane", guest_threads)?;
         let shared = Arc::new(Shared {
             engine: engine.clone(),
-            admission: Admission::new(memory_budget),
-            slots: FairSlots::new(guest_threads.max(1)),
+            admission: Admission::new(memory_budget, app_memory_share),
+            // One thread fewer than the runtime has: a worker is always free to accept and parse
+            // requests while long guests run, so a request waits for the fair queue only.
+            slots: FairSlots::new(guest_threads.saturating_sub(1).max(1)),
             interrupt: AtomicBool::new(false),
         });
         let server = Arc::new(Server {
             shared: shared.clone(),
             routes: Default::default(),
             draining: AtomicBool::new(false),
-            guests: guests.handle().clone(),
         });
         Ok(Self {
             shared,
@@ -179,8 +171,7 @@ impl DataPlane {
             registry: Arc::new(Registry::new(buckets)),
             server,
             bridge: Mutex::new(None),
-            guests: Mutex::new(Some(guests)),
-            io: Mutex::new(Some(io)),
+            runtime: Mutex::new(Some(rt)),
             listener: Mutex::new(None),
             ticker: Mutex::new(Some(EpochTicker::start(engine, settings.tick))),
             closed: AtomicBool::new(false),
@@ -318,7 +309,7 @@ impl DataPlane {
         args: Option<Vec<String>>,
         max_wait_s: Option<f64>,
     ) -> PyResult<ResultTuple> {
-        let handle = self.guest_handle()?;
+        let handle = self.handle()?;
         let request = invoke::Request {
             stdin: Bytes::copy_from_slice(stdin.unwrap_or_default()),
             env: env.unwrap_or_default(),
@@ -327,11 +318,9 @@ impl DataPlane {
             arrival: Instant::now(),
         };
         let (shared, version) = (self.shared.clone(), app.inner.clone());
-        let r = py
-            .allow_threads(|| {
-                handle.block_on(handle.spawn(invoke::invoke(shared, version, request)))
-            })
-            .map_err(|e| PyRuntimeError::new_err(format!("invocation task failed: {e}")))?;
+        // Run on this (waiter) thread, inside the runtime: no hop to a worker and back. The fair
+        // queue still bounds how many guests execute at once.
+        let r = py.allow_threads(|| handle.block_on(invoke::invoke(shared, version, request)));
         Ok((
             r.outcome.as_str(),
             PyBytes::new(py, &r.stdout).unbind(),
@@ -375,11 +364,7 @@ impl DataPlane {
 
     /// Serve the trigger port; returns the bound port (useful with port 0).
     fn listen(&self, py: Python<'_>, host: String, port: u16) -> PyResult<u16> {
-        let io = self.io.lock().unwrap();
-        let Some(rt) = io.as_ref() else {
-            return Err(PyRuntimeError::new_err("data plane is closed"));
-        };
-        let handle = rt.handle().clone();
+        let handle = self.handle()?;
         let listener = py
             .allow_threads(|| {
                 handle.block_on(async {
@@ -480,14 +465,10 @@ impl DataPlane {
         self.stop_listening();
         self.server.routes.replace(Vec::new());
         self.shared.interrupt.store(true, Ordering::Relaxed);
-        let io = self.io.lock().unwrap().take();
-        let guests = self.guests.lock().unwrap().take();
+        let rt = self.runtime.lock().unwrap().take();
         let ticker = self.ticker.lock().unwrap().take();
         py.allow_threads(move || {
-            if let Some(rt) = io {
-                rt.shutdown_timeout(Duration::from_secs(2));
-            }
-            if let Some(rt) = guests {
+            if let Some(rt) = rt {
                 rt.shutdown_timeout(Duration::from_secs(2));
             }
             drop(ticker);
@@ -497,8 +478,8 @@ impl DataPlane {
 }
 
 impl DataPlane {
-    fn guest_handle(&self) -> PyResult<tokio::runtime::Handle> {
-        self.guests
+    fn handle(&self) -> PyResult<tokio::runtime::Handle> {
+        self.runtime
             .lock()
             .unwrap()
             .as_ref()

@@ -20,26 +20,32 @@ pub enum Refusal {
     Concurrency { limit: u32 },
     /// Starting would put the sum of in-flight memory limits over the budget.
     Memory { in_use: u64, budget: u64 },
+    /// The app already holds `held` bytes of the budget; one more instance would pass its share.
+    Share { held: u64, share: u64, budget: u64 },
 }
 
 impl Refusal {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Concurrency { .. } => "concurrency",
-            Self::Memory { .. } => "memory",
+            Self::Memory { .. } | Self::Share { .. } => "memory",
         }
     }
 }
 
 #[derive(Default)]
 struct AdmissionState {
-    in_flight: HashMap<u64, u32>,
+    /// Per app: instances in flight and the memory limits they hold.
+    in_flight: HashMap<u64, (u32, u64)>,
     memory_in_use: u64,
 }
 
 /// Pure bookkeeping under one lock; `Notify` wakes waiters when something is released.
 pub struct Admission {
     budget: u64,
+    /// The most of the budget one app may hold while it already runs an instance: the rest stays
+    /// free for the other apps, so one app's memory-hungry guests cannot refuse everyone else.
+    share: u64,
     state: Mutex<AdmissionState>,
     released: Notify,
 }
@@ -55,8 +61,9 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         {
             let mut s = self.admission.state.lock().unwrap();
-            if let Some(n) = s.in_flight.get_mut(&self.app) {
+            if let Some((n, held)) = s.in_flight.get_mut(&self.app) {
                 *n -= 1;
+                *held -= self.memory;
                 if *n == 0 {
                     s.in_flight.remove(&self.app);
                 }
@@ -68,9 +75,11 @@ impl Drop for Admitted {
 }
 
 impl Admission {
-    pub fn new(budget: u64) -> Arc<Self> {
+    /// `share`: the fraction of the budget one app may hold (an app may always run one instance).
+    pub fn new(budget: u64, share: f64) -> Arc<Self> {
         Arc::new(Self {
             budget,
+            share: (budget as f64 * share.clamp(0.0, 1.0)) as u64,
             state: Mutex::default(),
             released: Notify::new(),
         })
@@ -91,9 +100,16 @@ impl Admission {
         memory: u64,
     ) -> Result<Admitted, Refusal> {
         let mut s = self.state.lock().unwrap();
-        let running = s.in_flight.get(&app).copied().unwrap_or(0);
+        let (running, held) = s.in_flight.get(&app).copied().unwrap_or((0, 0));
         if running >= limit {
             return Err(Refusal::Concurrency { limit });
+        }
+        if running > 0 && held + memory > self.share {
+            return Err(Refusal::Share {
+                held,
+                share: self.share,
+                budget: self.budget,
+            });
         }
         if s.memory_in_use + memory > self.budget {
             return Err(Refusal::Memory {
@@ -101,7 +117,9 @@ impl Admission {
                 budget: self.budget,
             });
         }
-        *s.in_flight.entry(app).or_insert(0) += 1;
+        let entry = s.in_flight.entry(app).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += memory;
         s.memory_in_use += memory;
         Ok(Admitted {
             admission: self.clone(),
@@ -135,15 +153,58 @@ impl Admission {
     }
 }
 
+/// One priority level: waiters per app, and the apps in the order they get the next slot.
 #[derive(Default)]
-struct SlotState {
-    free: usize,
+struct Level {
     queues: HashMap<u64, VecDeque<oneshot::Sender<()>>>,
-    /// Apps with waiters, in the order they get the next free slot.
     ring: VecDeque<u64>,
 }
 
-/// Execution slots handed out round robin over apps.
+impl Level {
+    fn push(&mut self, app: u64, tx: oneshot::Sender<()>) {
+        self.queues.entry(app).or_default().push_back(tx);
+        if !self.ring.contains(&app) {
+            self.ring.push_back(app);
+        }
+    }
+
+    /// Hand the slot to the next waiter, round robin over apps; false if nobody took it.
+    fn hand_over(&mut self) -> bool {
+        while let Some(app) = self.ring.pop_front() {
+            let (sender, more) = match self.queues.get_mut(&app) {
+                Some(q) => (q.pop_front(), !q.is_empty()),
+                None => (None, false),
+            };
+            if more {
+                self.ring.push_back(app);
+            } else {
+                self.queues.remove(&app);
+            }
+            if let Some(tx) = sender
+                && tx.send(()).is_ok()
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn waiting(&self) -> usize {
+        self.queues.values().map(|q| q.len()).sum()
+    }
+}
+
+#[derive(Default)]
+struct SlotState {
+    free: usize,
+    /// Invocations that have not run yet: served first, so a short request never waits behind
+    /// more than the one tick a running guest may still use.
+    fresh: Level,
+    /// Guests that gave their slot back at an epoch tick (or after a host call) and want it again.
+    resumed: Level,
+}
+
+/// Execution slots handed out round robin over apps, new invocations before resumed ones.
 pub struct FairSlots {
     state: Mutex<SlotState>,
 }
@@ -158,18 +219,20 @@ impl FairSlots {
         })
     }
 
-    /// Wait for a slot; the caller must `release` it exactly once.
-    pub async fn acquire(&self, app: u64) {
+    /// Wait for a slot; the caller must `release` it exactly once. `resumed`: the caller already
+    /// ran and gave its slot back to let others run.
+    pub async fn acquire(&self, app: u64, resumed: bool) {
         let rx = {
             let mut s = self.state.lock().unwrap();
-            if s.free > 0 && s.ring.is_empty() {
+            if s.free > 0 && s.fresh.ring.is_empty() && s.resumed.ring.is_empty() {
                 s.free -= 1;
                 return;
             }
             let (tx, rx) = oneshot::channel();
-            s.queues.entry(app).or_default().push_back(tx);
-            if !s.ring.contains(&app) {
-                s.ring.push_back(app);
+            if resumed {
+                s.resumed.push(app, tx);
+            } else {
+                s.fresh.push(app, tx);
             }
             rx
         };
@@ -185,36 +248,18 @@ impl FairSlots {
         waiter.rx = None;
     }
 
-    /// Give the slot to the next app in the ring, or back to the pool.
+    /// Give the slot to the next waiter (new invocations first), or back to the pool.
     pub fn release(&self) {
         let mut s = self.state.lock().unwrap();
-        while let Some(app) = s.ring.pop_front() {
-            let (sender, more) = match s.queues.get_mut(&app) {
-                Some(q) => (q.pop_front(), !q.is_empty()),
-                None => (None, false),
-            };
-            if more {
-                s.ring.push_back(app);
-            } else {
-                s.queues.remove(&app);
-            }
-            if let Some(tx) = sender
-                && tx.send(()).is_ok()
-            {
-                return;
-            }
+        if s.fresh.hand_over() || s.resumed.hand_over() {
+            return;
         }
         s.free += 1;
     }
 
     pub fn waiting(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .queues
-            .values()
-            .map(|q| q.len())
-            .sum()
+        let s = self.state.lock().unwrap();
+        s.fresh.waiting() + s.resumed.waiting()
     }
 }
 
@@ -241,7 +286,7 @@ mod tests {
 
     #[test]
     fn admission_counts_concurrency_and_memory() {
-        let a = Admission::new(100);
+        let a = Admission::new(100, 1.0);
         let x = a.try_admit(1, 2, 40).unwrap();
         let _y = a.try_admit(1, 2, 40).unwrap();
         assert_eq!(
@@ -260,9 +305,27 @@ mod tests {
         assert_eq!(a.memory_in_use(), 40);
     }
 
+    #[test]
+    fn one_app_keeps_to_its_share_and_leaves_the_rest_to_others() {
+        let a = Admission::new(100, 0.5);
+        let _first = a.try_admit(1, 8, 40).unwrap();
+        assert_eq!(
+            a.try_admit(1, 8, 40).err(),
+            Some(Refusal::Share {
+                held: 40,
+                share: 50,
+                budget: 100
+            })
+        );
+        let _other = a.try_admit(2, 8, 40).unwrap();
+        // An app with nothing in flight may run one instance even above its share.
+        let b = Admission::new(100, 0.5);
+        assert!(b.try_admit(3, 8, 80).is_ok());
+    }
+
     #[tokio::test]
     async fn admission_waits_for_a_release_until_its_deadline() {
-        let a = Admission::new(10);
+        let a = Admission::new(10, 1.0);
         let held = a.try_admit(1, 1, 10).unwrap();
         let until = Instant::now() + Duration::from_millis(20);
         assert!(a.admit(2, 1, 5, until).await.is_err());
@@ -280,14 +343,14 @@ mod tests {
     #[tokio::test]
     async fn slots_go_round_robin_over_apps() {
         let slots = FairSlots::new(1);
-        slots.acquire(1).await; // app 1 runs
+        slots.acquire(1, false).await; // app 1 runs
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         // Three waiters of app 1 queue first, then one of app 2.
         for (i, app) in [(0, 1u64), (1, 1), (2, 1), (3, 2)] {
             let (s, o) = (slots.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                s.acquire(app).await;
+                s.acquire(app, false).await;
                 o.lock().unwrap().push(i);
                 s.release();
             }));
@@ -303,13 +366,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn new_invocations_go_before_resumed_guests() {
+        let slots = FairSlots::new(1);
+        slots.acquire(1, false).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, app, resumed) in [(0, 1u64, true), (1, 1, true), (2, 2, false)] {
+            let (s, o) = (slots.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                s.acquire(app, resumed).await;
+                o.lock().unwrap().push(i);
+                s.release();
+            }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        slots.release();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![2, 0, 1]);
+    }
+
+    #[tokio::test]
     async fn a_waiter_that_gives_up_does_not_leak_the_slot() {
         let slots = FairSlots::new(1);
-        slots.acquire(1).await;
-        let gave_up = tokio::time::timeout(Duration::from_millis(10), slots.acquire(2)).await;
+        slots.acquire(1, false).await;
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), slots.acquire(2, false)).await;
         assert!(gave_up.is_err());
         slots.release();
-        tokio::time::timeout(Duration::from_millis(100), slots.acquire(3))
+        tokio::time::timeout(Duration::from_millis(100), slots.acquire(3, false))
             .await
             .expect("the slot is free again");
     }

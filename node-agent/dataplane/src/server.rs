@@ -16,7 +16,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::runtime::Handle;
 
 use crate::cgi::{CgiRequest, build_args, build_env, parse_response, unquote};
 use crate::invoke::{self, AppVersion, InvocationResult, Outcome, Shared};
@@ -34,7 +33,6 @@ pub struct Server {
     pub shared: Arc<Shared>,
     pub routes: RouteTable<HttpTarget>,
     pub draining: AtomicBool,
-    pub guests: Handle,
 }
 
 type Body = Full<Bytes>;
@@ -199,19 +197,18 @@ impl Server {
             arrival,
         };
         let app = target.app.clone();
-        let result = match self
-            .guests
-            .spawn(invoke::invoke(self.shared.clone(), app.clone(), request))
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return text(
-                    500,
-                    &format!("error: the invocation failed in the host: {e}"),
-                );
-            }
-        };
+        // A task of its own (on this same runtime, so usually this same thread): the invocation
+        // runs to its end even if the client goes away, and its accounting stays whole.
+        let result =
+            match tokio::spawn(invoke::invoke(self.shared.clone(), app.clone(), request)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return text(
+                        500,
+                        &format!("error: the invocation failed in the host: {e}"),
+                    );
+                }
+            };
         log_stderr(&app, &result.stderr);
         let response = to_response(result);
         app.metrics

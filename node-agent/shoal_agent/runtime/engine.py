@@ -18,9 +18,10 @@ MiB = 1024 * 1024
 @dataclass(frozen=True)
 class EngineSettings:
     guest_threads: int = max(2, os.cpu_count() or 1)
-    """Threads that run guests; also the number of execution slots of the fair queue."""
-    io_threads: int = 1
-    """Threads of the HTTP listener (parsing, routing, writing responses)."""
+    """Threads of the data plane (listener and guests); also its execution slots."""
+    app_memory_share: float = 0.5
+    """The most of the memory budget one app may hold once it runs an instance, so one app's
+    memory-hungry guests leave room for the others (an app may always run one instance)."""
     tick_ms: float = 0.25
     """Epoch tick: how often a running guest yields its slot and its deadline is checked; what a
     request waits at most for a slot while long guests hold them all (bench-coldstart's neighbour

@@ -54,10 +54,10 @@ class WasmRuntime:
             memory_budget=s.memory_budget_bytes,
             buckets=list(LATENCY_BUCKETS),
             guest_threads=s.guest_threads,
-            io_threads=s.io_threads,
             tick_ms=s.tick_ms,
             keep_resident_bytes=s.keep_resident_bytes,
             max_instances=s.max_instances,
+            app_memory_share=s.app_memory_share,
         )
         self.host_functions = host_functions or HostFunctionRegistry()
         self.plane.set_host(self.host_functions.dispatch, self.host_functions.new_state)
