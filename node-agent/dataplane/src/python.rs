@@ -111,6 +111,9 @@ fn err(e: wasmtime::Error) -> PyErr {
     PyValueError::new_err(format!("{e:#}"))
 }
 
+/// (module, name, params, results, index in the Python registry) of one host function to link.
+type LinkedFunction = (String, String, Vec<String>, Vec<String>, usize);
+
 type ResultTuple = (
     &'static str,
     Py<PyBytes>,
@@ -240,7 +243,7 @@ impl DataPlane {
         max_wait_s: f64,
         stdout_bytes: usize,
         stderr_bytes: usize,
-        host_functions: Vec<(String, String, Vec<String>, Vec<String>, usize)>,
+        host_functions: Vec<LinkedFunction>,
     ) -> PyResult<App> {
         let mut fns = Vec::new();
         for (module, fname, params, results, index) in host_functions {

@@ -61,7 +61,7 @@ impl<T: Clone> RouteTable<T> {
         for r in routes.iter_mut() {
             r.host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
         }
-        routes.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
         *self.routes.write().unwrap() = Arc::new(routes);
     }
 
