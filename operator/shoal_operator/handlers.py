@@ -37,7 +37,9 @@ def register(
 
     @kopf.on.event(GROUP, VERSION, WASMPLACEMENT_PLURAL, registry=registry)
     async def wasmplacement_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        reconciler.enqueue(cache.apply_placement(type or "ADDED", body))
+        key, changed = cache.apply_placement(type or "ADDED", body)
+        if changed:
+            reconciler.enqueue(key)
 
     @kopf.on.event(GROUP, VERSION, WASMNODE_PLURAL, registry=registry)
     async def wasmnode_event(type: str | None, body: kopf.Body, **_: Any) -> None:
