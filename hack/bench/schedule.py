@@ -371,7 +371,7 @@ async def send_raw(call: Any, *args: Any, **kwargs: Any) -> None:
 
 
 RequestKey = tuple[str, str, str]
-"""(verb, group, resource) of apiserver_request_total."""
+"""(verb, group, resource[/subresource]) of apiserver_request_total."""
 Requests = dict[RequestKey, float]
 
 
@@ -386,7 +386,10 @@ def apiserver_requests(plane: ControlPlane) -> Requests:
             continue
         labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
         labels = dict(part.split("=", 1) for part in labels_text.replace('"', "").split(",") if "=" in part)
-        key = (labels.get("verb", ""), labels.get("group", ""), labels.get("resource", ""))
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):  # pods/binding, wasmapps/status: say which write it was
+            resource += "/" + labels["subresource"]
+        key = (labels.get("verb", ""), labels.get("group", ""), resource)
         totals[key] = totals.get(key, 0.0) + float(value)
     return totals
 
@@ -426,7 +429,11 @@ async def wait_quiet(plane: ControlPlane, *, idle_s: float = 3.0, limit_s: float
     last = apiserver_requests(plane)
 
     def writes(counts: Requests) -> float:
-        return sum(v for k, v in counts.items() if k[0] in WRITE_VERBS and k[2] not in ("leases", "nodes"))
+        return sum(
+            v
+            for k, v in counts.items()
+            if k[0] in WRITE_VERBS and k[2].split("/")[0] not in ("leases", "nodes")
+        )
 
     while time.monotonic() < deadline:
         await asyncio.sleep(idle_s)
