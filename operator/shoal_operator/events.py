@@ -3,9 +3,10 @@
 An Event tells a person what happened; a placement or a status is what happened. So, like client-go's
 event broadcaster behind kube-scheduler, the reconciler only queues informational Events and a
 background task posts them: a thousand "Scheduled" Events no longer sit between each app and its
-status write, and while a batch is being written they wait (up to `max_delay`) so that they do not
-compete with it for the apiserver. Like the broadcaster, the queue is bounded (an Event that does not
-fit is dropped and counted) and an Event identical to one still queued only raises that one's count.
+status write, and while a batch is being written they trickle out at `held_rate` a second so that
+they barely compete with it for the apiserver (and are never held back for long). Like the
+broadcaster, the queue is bounded (an Event that does not fit is dropped and counted) and an Event
+identical to one still queued only raises that one's count.
 
 Warnings that explain a condition (FailedScheduling, a missing Secret) are not sent through here: the
 reconciler posts them before the status write, so whoever sees the condition also finds the Event.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +36,6 @@ class _Queued:
     type_: str
     reason: str
     message: str
-    queued_at: float
     count: int = 1
 
 
@@ -44,8 +43,9 @@ class _Queued:
 class EventRecorder:
     post: Post
     max_queued: int = 4096
-    max_delay: float = 10.0
-    """Longest an Event waits for the reconciler's writes to pause."""
+    held_rate: float = 10.0
+    """Events per second while the reconciler is writing a batch; as fast as `concurrency` allows
+    otherwise."""
     concurrency: int = 4
     on_drop: Callable[[], None] = lambda: None
     _queue: dict[EventKey, _Queued] = field(default_factory=dict)
@@ -65,12 +65,12 @@ class EventRecorder:
         if len(self._queue) >= self.max_queued:
             self.on_drop()
             return
-        self._queue[key] = _Queued(obj, type_, reason, message, time.monotonic())
+        self._queue[key] = _Queued(obj, type_, reason, message)
         self._queued.set()
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        """While held (the reconciler writing a batch), queued Events wait, up to `max_delay`."""
+        """While held (the reconciler writing a batch), Events go out at `held_rate` only."""
         self._holds += 1
         self._released.clear()
         try:
@@ -85,19 +85,18 @@ class EventRecorder:
         return len(self._queue)
 
     async def run(self) -> None:
-        """Post queued Events forever, `concurrency` at a time."""
+        """Post queued Events forever: `concurrency` at a time, or one per 1/`held_rate` s while held."""
         while True:
             await self._queued.wait()
             if not self._queue:
                 self._queued.clear()
                 continue
-            if self._holds:
-                oldest = next(iter(self._queue.values())).queued_at
-                wait = oldest + self.max_delay - time.monotonic()
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._released.wait(), timeout=wait)
-            await self.flush(limit=self.concurrency)
+            if not self._holds:
+                await self.flush(limit=self.concurrency)
+                continue
+            await self.flush(limit=1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), timeout=1 / self.held_rate)
 
     async def flush(self, *, limit: int | None = None) -> None:
         """Post the oldest `limit` queued Events (all when None) and wait for them."""
