@@ -67,7 +67,7 @@ TUNED_FLAGS = ("--kube-api-qps=200", "--kube-api-burst=400")
 (default 50, 100): the Deployment path's own client limits raised, so that the comparison is with
 the fastest the pod path goes here, not with its defaults."""
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
-PHASE_TIMEOUT_S = 900.0
+PHASE_TIMEOUT_S = 1500.0
 HEARTBEATS = ("leases", "nodes")
 """Resources kwok's Nodes write to as they heartbeat (the bench's own agents' Leases never renew)."""
 
@@ -606,10 +606,16 @@ def main() -> int:
         "goal_shoal_vs_deployments_tuned_ratio": 0.5,
         "goal_decision_p50_ms": 2,
     }
-    if args.scale_probe:
-        figures |= scale_probe(work / "scale", args.scale_nodes, args.scale_apps)
     for name, value in figures.items():
-        print(f"{name}={value}")
+        print(f"{name}={value}", flush=True)
+    if args.scale_probe:  # printed as soon as known: the probe is long and has no goal to fail
+        try:
+            scale = scale_probe(work / "scale", args.scale_nodes, args.scale_apps)
+        except (TimeoutError, RuntimeError) as e:
+            scale = {"scale_error": str(e).splitlines()[0]}
+        for name, value in scale.items():
+            print(f"{name}={value}", flush=True)
+        figures |= scale
     print(json.dumps(figures), file=sys.stderr)
     return 0
 
