@@ -188,7 +188,11 @@ class ControlPlane:
         self.procs.append(kwok)
 
         self.kubectl("apply", "-f", "-", input=json.dumps(self._node_list()))
-        wait_until(self._nodes_ready, what=f"{self.nodes} Ready nodes", timeout=60, proc=kwok)
+        # kube-controller-manager lifts each Node's not-ready taint through its 20 QPS client:
+        # a thousand Nodes need about a minute for that alone.
+        wait_until(
+            self._nodes_ready, what=f"{self.nodes} Ready nodes", timeout=max(60, self.nodes * 0.25), proc=kwok
+        )
         wait_until(
             lambda: self._get_ok("/api/v1/namespaces/default/serviceaccounts/default"),
             what="the default ServiceAccount",
