@@ -39,10 +39,10 @@ docs: setup ## regenerate docs/wasmapp-reference.md and docs/metrics.md from the
 dashboards: setup ## regenerate the Grafana dashboards and the PrometheusRule from hack/dashboards
 	$(PY) hack/gen_dashboards.py
 
-bench-schedule: setup ## 1,000 WasmApps over 200 kwok Nodes: time to all Scheduled, core decision time
+bench-schedule: setup ## 1,000 WasmApps vs 1,000 Deployments over 200 kwok Nodes; core decision time
 	$(PY) hack/bench/schedule.py
 
-bench-coldstart: setup ## cold start vs bare wasmtime-py vs runc; HTTP req/s; memory per app
+bench-coldstart: setup ## runc vs a request through the agent; HTTP req/s vs aiohttp; memory per app; noisy neighbour; memory budget
 	$(PY) hack/bench/coldstart.py
 
 # Two pytest sessions, each with its own control plane: the e2e tests run real agents, an operator and

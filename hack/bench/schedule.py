@@ -1,15 +1,30 @@
-"""Benchmark: 1,000 WasmApps over 200 kwok Nodes, scheduled by the real operator.
+"""Benchmark: 1,000 WasmApps over 200 kwok Nodes, scheduled by the real operator, side by side with
+1,000 Deployments on the same cluster.
 
-One run, side by side:
-  * end to end: a real control plane (etcd, kube-apiserver, kwok with 200 Nodes), 200 agents simulated
-    by this script (a WasmNode and a long heartbeat Lease each), a real registry, and the operator as a
-    process; apps are created as fast as the API takes them and the clock stops when every app says
-    Scheduled=True for its current generation (`all_scheduled_s`), with the operator's CPU seconds
-    over that time (`operator_cpu_s`, from its process_cpu_seconds_total);
+One run:
+  * Shoal end to end: a real control plane (etcd, kube-apiserver, kube-controller-manager,
+    kube-scheduler, kwok with 200 Nodes), 200 agents simulated by this script (a WasmNode and a long
+    heartbeat Lease each), a real registry, and the operator as a process; apps are created as fast as
+    the API takes them and the clock stops when every app says Scheduled=True for its current
+    generation (`all_scheduled_s`), with the operator's CPU seconds over that time (`operator_cpu_s`,
+    from its process_cpu_seconds_total) and its peak resident memory (`operator_peak_rss_mb`);
+  * the Deployment path on the same cluster, with the operator stopped: 1,000 Deployments of 2
+    replicas (what one pod per replica costs: the pods SpinKube's operator would have created for
+    1,000 SpinApps), the clock stopping when every pod is bound and Running on a kwok Node; once with
+    the control plane's default client limits (`deployments_all_running_s`) and once with
+    kube-controller-manager and kube-scheduler restarted with raised ones
+    (`deployments_tuned_all_running_s`, flags in `deployments_tuned_flags`);
+  * for each path, the apiserver requests per app (deltas of apiserver_request_total over the
+    phase, every client included; `*_writes_per_app` counts only mutating verbs);
   * the scheduler core alone, in this process, on the same 200 nodes: each of the 1,000 decisions
     timed on its own (`decision_p50_ms`), as the operator makes them (one batch, capacity accounted).
 
-Prints name=value lines. Usage: .venv/bin/python hack/bench/schedule.py [--nodes 200] [--apps 1000]
+`--scale-probe` adds a Shoal-only run of 10,000 apps over 1,000 Nodes on a second cluster (figures
+prefixed `scale_`), with the core's decision time over the first and the last tenth of the apps, to see
+whether it stays flat as the cluster fills.
+
+Prints name=value lines. Usage:
+  .venv/bin/python hack/bench/schedule.py [--nodes 200] [--apps 1000] [--no-deployments] [--scale-probe]
 """
 
 from __future__ import annotations
@@ -18,10 +33,13 @@ import argparse
 import asyncio
 import json
 import signal
+import ssl
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,10 +56,20 @@ from localcluster.controlplane import ControlPlane, NodeShape  # noqa: E402
 from localcluster.registry import Registry  # noqa: E402
 from shoal_agent.oci import push_wasm  # noqa: E402
 from shoal_api.naming import agent_lease_name  # noqa: E402
+from shoal_operator.kube import look_up_proxy_once  # noqa: E402
 from shoal_operator.scheduling import Agent, AppRequest, ClusterState, Node, Resources, iter_decisions  # noqa: E402
 
 AGENT_NAMESPACE = "shoal-system"
 CAPACITY = {"cpuMillis": 4000, "memoryBytes": 8 << 30}
+DEPLOYMENT_REPLICAS = 2
+TUNED_FLAGS = ("--kube-api-qps=200", "--kube-api-burst=400")
+"""How large clusters run kube-controller-manager (default 20 QPS, burst 30) and kube-scheduler
+(default 50, 100): the Deployment path's own client limits raised, so that the comparison is with
+the fastest the pod path goes here, not with its defaults."""
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
+PHASE_TIMEOUT_S = 1500.0
+HEARTBEATS = ("leases", "nodes")
+"""Resources kwok's Nodes write to as they heartbeat (the bench's own agents' Leases never renew)."""
 
 
 def log(msg: str) -> None:
@@ -129,6 +157,7 @@ async def run_end_to_end(
     cfg = client.Configuration()
     await config.load_kube_config(config_file=str(plane.kubeconfig), client_configuration=cfg)
     async with client.ApiClient(cfg) as api:
+        look_up_proxy_once(api, cfg.host)  # this script's own CPU is taken from the cluster's
         log(f"simulating {plane.nodes} agents")
         await create_agents(api, plane.node_names())
         core: Any = client.CoreV1Api(api)
@@ -136,7 +165,17 @@ async def run_end_to_end(
         await core.create_namespace({"metadata": {"name": "bench"}})
         log("starting the operator")
         operator.start()
+        # The clock starts once the operator has warmed its cache (its first listing can take
+        # seconds of 429 retries on a busy apiserver): apps it lists there take the path of apps
+        # that existed before a restart, not the one measured here.
+        deadline = time.monotonic() + 120
+        while "cache warm:" not in operator.log():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the operator did not warm its cache within 120s")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)  # and opened its watches
         cpu_at_start = metric_value(operator.metrics(), "process_cpu_seconds_total")
+        requests_at_start = apiserver_requests(plane)
         log(f"creating {apps} WasmApps")
         gate = asyncio.Semaphore(32)
 
@@ -160,30 +199,270 @@ async def run_end_to_end(
                     },
                 )
 
+        list_apps = (custom.list_namespaced_custom_object, "shoal.dev", "v1alpha1", "bench", "wasmapps")
+        tracker = ReadyTracker(*list_apps, ready=_scheduled)
+        await tracker.start()
         started = time.monotonic()
+        watching = asyncio.create_task(tracker.wait(apps, what="apps Scheduled", started=started))
         await asyncio.gather(*(create(i) for i in range(apps)))
         created_s = time.monotonic() - started
         log(f"created in {created_s:.1f}s; waiting until every app is Scheduled")
-        scheduled = 0
-        while True:
-            listing = await custom.list_namespaced_custom_object("shoal.dev", "v1alpha1", "bench", "wasmapps")
-            scheduled = sum(_scheduled(item) for item in listing["items"])
-            if scheduled == apps:
-                break
-            if time.monotonic() - started > 600:
-                raise TimeoutError(f"only {scheduled}/{apps} scheduled after 600s")
-            await asyncio.sleep(0.5)
+        await watching
         all_scheduled_s = time.monotonic() - started
         operator_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_at_start
-        placements = await custom.list_namespaced_custom_object(
-            "shoal.dev", "v1alpha1", "bench", "wasmplacements"
+        requests = apiserver_requests(plane)
+        # What the operator still writes after the clock stopped (Events, slices) is part of the
+        # cost of an app too: count until the apiserver is quiet again.
+        settled = await wait_quiet(plane)
+        placements = await list_raw(
+            custom.list_namespaced_custom_object, "shoal.dev", "v1alpha1", "bench", "wasmplacements"
         )
         return {
             "create_s": created_s,
             "all_scheduled_s": all_scheduled_s,
             "operator_cpu_s": operator_cpu_s,
+            "operator_peak_rss_mb": peak_rss_mb(operator),
             "placements": float(len(placements["items"])),
+            **per_app("shoal", diff_requests(requests, requests_at_start), apps),
+            **per_app("shoal_settled", diff_requests(settled, requests_at_start), apps),
         }
+
+
+def deployment(i: int) -> dict[str, Any]:
+    """A Deployment shaped like a SpinApp's: 2 replicas asking what a bench WasmApp asks."""
+    labels = {"app": f"app-{i}"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"app-{i}", "labels": labels},
+        "spec": {
+            "replicas": DEPLOYMENT_REPLICAS,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+async def run_deployments(plane: ControlPlane, namespace: str, apps: int) -> dict[str, float]:
+    """Create `apps` Deployments in a fresh namespace; time until every pod is bound and Running."""
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(plane.kubeconfig), client_configuration=cfg)
+    async with client.ApiClient(cfg) as api:
+        look_up_proxy_once(api, cfg.host)  # this script's own CPU is taken from the cluster's
+        core: Any = client.CoreV1Api(api)
+        apps_api: Any = client.AppsV1Api(api)
+        await core.create_namespace({"metadata": {"name": namespace}})
+        # Pods are refused until the namespace's default ServiceAccount exists; that is set-up.
+        while True:
+            try:
+                await core.read_namespaced_service_account("default", namespace)
+                break
+            except client.ApiException as e:
+                if e.status != 404:
+                    raise
+                await asyncio.sleep(0.2)
+        requests_at_start = apiserver_requests(plane)
+        gate = asyncio.Semaphore(32)
+
+        async def create(i: int) -> None:
+            async with gate:
+                await send_raw(apps_api.create_namespaced_deployment, namespace, deployment(i))
+
+        log(f"creating {apps} Deployments in {namespace}")
+        want = apps * DEPLOYMENT_REPLICAS
+        tracker = ReadyTracker(core.list_namespaced_pod, namespace, ready=_running)
+        await tracker.start()
+        started = time.monotonic()
+        watching = asyncio.create_task(tracker.wait(want, what="pods Running", started=started))
+        await asyncio.gather(*(create(i) for i in range(apps)))
+        created_s = time.monotonic() - started
+        log(f"created in {created_s:.1f}s; waiting until {want} pods are Running")
+        await watching
+        all_running_s = time.monotonic() - started
+        requests = apiserver_requests(plane)
+        return {
+            "create_s": created_s,
+            "all_running_s": all_running_s,
+            **per_app("deployments", diff_requests(requests, requests_at_start), apps),
+        }
+
+
+class ReadyTracker:
+    """List, then watch one collection as raw JSON lines, counting the objects `ready` says yes to.
+
+    A watch rather than polling: a listing of thousands of objects every half second costs the
+    apiserver more than some of what is being measured, and the clock stops on the very event."""
+
+    def __init__(self, call: Any, *args: Any, ready: Callable[[dict[str, Any]], bool]) -> None:
+        self.call, self.args, self.ready = call, args, ready
+        self.names: set[str] = set()
+        self.resource_version = ""
+
+    async def start(self) -> None:
+        listing = await list_raw(self.call, *self.args)
+        self.names = {i["metadata"]["name"] for i in listing["items"] if self.ready(i)}
+        self.resource_version = listing["metadata"]["resourceVersion"]
+
+    async def wait(self, want: int, *, what: str, started: float) -> None:
+        deadline = started + PHASE_TIMEOUT_S
+        last_report = time.monotonic()
+        while len(self.names) < want:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(self.names)}/{want} {what} after {PHASE_TIMEOUT_S:.0f}s")
+            response = await self.call(
+                *self.args,
+                watch=True,
+                resource_version=self.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=60,
+                _preload_content=False,
+                _request_timeout=120,
+            )
+            try:
+                async for line in response.content:
+                    event = json.loads(line)
+                    obj = event["object"]
+                    if event["type"] == "ERROR":  # 410 Gone: start again from a fresh listing
+                        await self.start()
+                        break
+                    self.resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    name = obj["metadata"]["name"]
+                    if event["type"] != "DELETED" and self.ready(obj):
+                        self.names.add(name)
+                    else:
+                        self.names.discard(name)
+                    if len(self.names) >= want:
+                        return
+                    if time.monotonic() - last_report > 30:
+                        last_report = time.monotonic()
+                        log(f"{len(self.names)}/{want} {what} after {last_report - started:.0f}s")
+            finally:
+                response.release()
+
+
+def _running(pod: dict[str, Any]) -> bool:
+    return (
+        bool((pod.get("spec") or {}).get("nodeName")) and (pod.get("status") or {}).get("phase") == "Running"
+    )
+
+
+async def list_raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A listing as plain JSON: decoding thousands of objects into client models would make this
+    script, not the cluster, the slow part."""
+    response = await call(*args, _preload_content=False, **kwargs)
+    try:
+        parsed: dict[str, Any] = json.loads(await response.read())
+    finally:
+        response.release()
+    return parsed
+
+
+async def send_raw(call: Any, *args: Any, **kwargs: Any) -> None:
+    response = await call(*args, _preload_content=False, **kwargs)
+    try:
+        if not 200 <= response.status <= 299:
+            raise RuntimeError(f"{response.status}: {(await response.read())[:300]!r}")
+    finally:
+        response.release()
+
+
+RequestKey = tuple[str, str, str]
+"""(verb, group, resource[/subresource]) of apiserver_request_total."""
+Requests = dict[RequestKey, float]
+
+
+def apiserver_requests(plane: ControlPlane) -> Requests:
+    """apiserver_request_total summed over codes, scopes and the like, per verb and resource."""
+    ctx: ssl.SSLContext = plane.ssl_context()
+    with urllib.request.urlopen(plane.server + "/metrics", context=ctx, timeout=30) as resp:
+        text = resp.read().decode()
+    totals: Requests = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+        labels = dict(part.split("=", 1) for part in labels_text.replace('"', "").split(",") if "=" in part)
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):  # pods/binding, wasmapps/status: say which write it was
+            resource += "/" + labels["subresource"]
+        key = (labels.get("verb", ""), labels.get("group", ""), resource)
+        totals[key] = totals.get(key, 0.0) + float(value)
+    return totals
+
+
+def diff_requests(after: Requests, before: Requests) -> Requests:
+    out: Requests = {}
+    for key, value in after.items():
+        delta = value - before.get(key, 0.0)
+        if delta > 0:
+            out[key] = delta
+    return out
+
+
+def per_app(prefix: str, delta: Requests, apps: int) -> dict[str, float]:
+    """Requests (watches aside: one long request each) and writes per app; the writes by resource
+    go to stderr, which is what says where an app's cost is."""
+    requests = sum(v for (verb, _, _), v in delta.items() if verb not in ("WATCH", "WATCHLIST"))
+    writes = {k: v for k, v in delta.items() if k[0] in WRITE_VERBS}
+    by_resource = sorted(
+        (
+            (f"{verb} {group + '/' if group else ''}{resource}", round(v / apps, 2))
+            for (verb, group, resource), v in writes.items()
+        ),
+        key=lambda kv: -kv[1],
+    )
+    log(f"{prefix} writes per app by resource: {by_resource}")
+    # kwok's Nodes heartbeat (Leases in kube-node-lease, Node status) as long as a phase lasts,
+    # whichever path runs: without them, what the path itself costs.
+    own = sum(v for k, v in writes.items() if k[2].split("/")[0] not in HEARTBEATS)
+    return {
+        f"{prefix}_requests_per_app": requests / apps,
+        f"{prefix}_writes_per_app": sum(writes.values()) / apps,
+        f"{prefix}_writes_per_app_excl_node_heartbeats": own / apps,
+    }
+
+
+async def wait_quiet(plane: ControlPlane, *, idle_s: float = 3.0, limit_s: float = 60.0) -> Requests:
+    """apiserver_request_total once no write has been made for `idle_s` (kwok's Node heartbeats
+    aside), or after `limit_s`."""
+    deadline = time.monotonic() + limit_s
+    last = apiserver_requests(plane)
+
+    def writes(counts: Requests) -> float:
+        return sum(
+            v for k, v in counts.items() if k[0] in WRITE_VERBS and k[2].split("/")[0] not in HEARTBEATS
+        )
+
+    while time.monotonic() < deadline:
+        await asyncio.sleep(idle_s)
+        now = apiserver_requests(plane)
+        if writes(now) == writes(last):
+            return now
+        last = now
+    return last
+
+
+def peak_rss_mb(operator: OperatorProcess) -> float:
+    """The operator's peak resident set (VmHWM), in MiB."""
+    assert operator.proc is not None
+    for line in Path(f"/proc/{operator.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError("VmHWM")
 
 
 def _scheduled(item: dict[str, Any]) -> bool:
@@ -215,6 +494,45 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
     return float("nan")
 
 
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[max(0, int(len(sorted_values) * q) - 1)]
+
+
+def shoal_phase(
+    work: Path, nodes: int, apps: int, *, deployments: bool
+) -> tuple[dict[str, float], dict[str, float], dict[str, float], str]:
+    """One cluster: Shoal, then (operator stopped) the Deployment path with default and tuned limits.
+    Returns (Shoal's figures, default Deployments', tuned Deployments', the operator's metrics)."""
+    plane = ControlPlane(workdir=work / "cluster", nodes=nodes, node_shape=NodeShape(cpu="8", memory="16Gi"))
+    registry = Registry(workdir=work / "registry")
+    operator = OperatorProcess(kubeconfig=plane.kubeconfig, workdir=work, identity="bench")
+    default: dict[str, float] = {}
+    tuned: dict[str, float] = {}
+    try:
+        log(f"starting a control plane with {nodes} kwok Nodes")
+        plane.start()
+        plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+        registry.start()
+        image = f"{registry.address}/bench/hello:v1"
+        push_wasm(image, b"\0asm\x01\0\0\0")
+        e2e = asyncio.run(run_end_to_end(plane, image, apps, operator))
+        metrics = operator.metrics()
+        operator.stop()
+        registry.stop()
+        if deployments:
+            default = asyncio.run(run_deployments(plane, "deployments-default", apps))
+            log(f"restarting kube-controller-manager and kube-scheduler with {' '.join(TUNED_FLAGS)}")
+            plane.restart("kube-controller-manager", TUNED_FLAGS)
+            plane.restart("kube-scheduler", TUNED_FLAGS)
+            tuned = asyncio.run(run_deployments(plane, "deployments-tuned", apps))
+    finally:
+        operator.stop()
+        registry.stop()
+        plane.stop()
+    return e2e, default, tuned, metrics
+
+
 def main() -> int:
     # SIGTERM (timeout, pkill) must still stop the servers this run started: run the finally blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -223,41 +541,68 @@ def main() -> int:
     )
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--apps", type=int, default=1000)
+    parser.add_argument("--no-deployments", action="store_true", help="only Shoal's path (quicker)")
+    parser.add_argument(
+        "--scale-probe", action="store_true", help="also 10,000 apps over 1,000 Nodes (Shoal only)"
+    )
+    parser.add_argument("--scale-nodes", type=int, default=1000)
+    parser.add_argument("--scale-apps", type=int, default=10_000)
     args = parser.parse_args()
 
-    timings = core_decisions(args.nodes, args.apps)
-    timings_ms = sorted(t * 1000 for t in timings)
+    timings_ms = sorted(t * 1000 for t in core_decisions(args.nodes, args.apps))
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-schedule-"))
-    plane = ControlPlane(
-        workdir=work / "cluster", nodes=args.nodes, node_shape=NodeShape(cpu="8", memory="16Gi")
+    e2e, default, tuned, metrics = shoal_phase(
+        work / "main", args.nodes, args.apps, deployments=not args.no_deployments
     )
-    registry = Registry(workdir=work / "registry")
-    operator = OperatorProcess(kubeconfig=plane.kubeconfig, workdir=work, identity="bench")
-    try:
-        log(f"starting a control plane with {args.nodes} kwok Nodes")
-        plane.start()
-        plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
-        registry.start()
-        image = f"{registry.address}/bench/hello:v1"
-        push_wasm(image, b"\0asm\x01\0\0\0")
-        e2e = asyncio.run(run_end_to_end(plane, image, args.apps, operator))
-        metrics = operator.metrics()
-    finally:
-        operator.stop()
-        registry.stop()
-        plane.stop()
-
-    figures = {
+    figures: dict[str, object] = {
         "nodes": args.nodes,
         "apps": args.apps,
         "placements": int(e2e["placements"]),
         "create_s": round(e2e["create_s"], 2),
         "all_scheduled_s": round(e2e["all_scheduled_s"], 2),
+    }
+    if default and tuned:
+        figures |= {
+            "deployment_pods": args.apps * DEPLOYMENT_REPLICAS,
+            "deployments_create_s": round(default["create_s"], 2),
+            "deployments_all_running_s": round(default["all_running_s"], 2),
+            "deployments_tuned_create_s": round(tuned["create_s"], 2),
+            "deployments_tuned_all_running_s": round(tuned["all_running_s"], 2),
+            "deployments_tuned_flags": " ".join(TUNED_FLAGS) + " (kube-controller-manager, kube-scheduler)",
+            "shoal_vs_deployments_ratio": round(e2e["all_scheduled_s"] / default["all_running_s"], 3),
+            "shoal_vs_deployments_tuned_ratio": round(e2e["all_scheduled_s"] / tuned["all_running_s"], 3),
+        }
+    figures |= {
+        "shoal_requests_per_app": round(e2e["shoal_requests_per_app"], 2),
+        "shoal_writes_per_app": round(e2e["shoal_writes_per_app"], 2),
+        "shoal_writes_per_app_excl_node_heartbeats": round(
+            e2e["shoal_writes_per_app_excl_node_heartbeats"], 2
+        ),
+        "shoal_settled_requests_per_app": round(e2e["shoal_settled_requests_per_app"], 2),
+        "shoal_settled_writes_per_app": round(e2e["shoal_settled_writes_per_app"], 2),
+        "shoal_settled_writes_per_app_excl_node_heartbeats": round(
+            e2e["shoal_settled_writes_per_app_excl_node_heartbeats"], 2
+        ),
+    }
+    if default and tuned:
+        figures |= {
+            "deployments_requests_per_app": round(default["deployments_requests_per_app"], 2),
+            "deployments_writes_per_app": round(default["deployments_writes_per_app"], 2),
+            "deployments_writes_per_app_excl_node_heartbeats": round(
+                default["deployments_writes_per_app_excl_node_heartbeats"], 2
+            ),
+            "deployments_tuned_requests_per_app": round(tuned["deployments_requests_per_app"], 2),
+            "deployments_tuned_writes_per_app": round(tuned["deployments_writes_per_app"], 2),
+            "deployments_tuned_writes_per_app_excl_node_heartbeats": round(
+                tuned["deployments_writes_per_app_excl_node_heartbeats"], 2
+            ),
+        }
+    figures |= {
         "operator_cpu_s": round(e2e["operator_cpu_s"], 2),
+        "operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
         "decision_p50_ms": round(statistics.median(timings_ms), 3),
-        "decision_p99_ms": round(timings_ms[int(len(timings_ms) * 0.99) - 1], 3),
+        "decision_p99_ms": round(percentile(timings_ms, 0.99), 3),
         "operator_decision_p50_le_ms": histogram_quantile(
             metrics, "shoal_operator_scheduler_decision_seconds", 0.5
         )
@@ -265,13 +610,49 @@ def main() -> int:
         "operator_scheduling_latency_p50_le_s": histogram_quantile(
             metrics, "shoal_operator_scheduling_latency_seconds", 0.5
         ),
-        "goal_all_scheduled_s": 30,
+        "goal_all_scheduled_s": 10,
+        "goal_shoal_vs_deployments_tuned_ratio": 0.5,
         "goal_decision_p50_ms": 2,
     }
     for name, value in figures.items():
-        print(f"{name}={value}")
+        print(f"{name}={value}", flush=True)
+    if args.scale_probe:  # printed as soon as known: the probe is long and has no goal to fail
+        try:
+            scale = scale_probe(work / "scale", args.scale_nodes, args.scale_apps)
+        except (TimeoutError, RuntimeError) as e:
+            scale = {"scale_error": str(e).splitlines()[0]}
+        for name, value in scale.items():
+            print(f"{name}={value}", flush=True)
+        figures |= scale
     print(json.dumps(figures), file=sys.stderr)
     return 0
+
+
+def scale_probe(work: Path, nodes: int, apps: int) -> dict[str, object]:
+    """Shoal alone at ten times the apps and five times the Nodes; no goal, figures to watch."""
+    timings = [t * 1000 for t in core_decisions(nodes, apps)]
+    tenth = max(1, len(timings) // 10)
+    e2e, _, _, metrics = shoal_phase(work, nodes, apps, deployments=False)
+    return {
+        "scale_nodes": nodes,
+        "scale_apps": apps,
+        "scale_placements": int(e2e["placements"]),
+        "scale_create_s": round(e2e["create_s"], 2),
+        "scale_all_scheduled_s": round(e2e["all_scheduled_s"], 2),
+        "scale_operator_cpu_s": round(e2e["operator_cpu_s"], 2),
+        "scale_operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
+        "scale_shoal_writes_per_app": round(e2e["shoal_writes_per_app"], 2),
+        "scale_shoal_writes_per_app_excl_node_heartbeats": round(
+            e2e["shoal_writes_per_app_excl_node_heartbeats"], 2
+        ),
+        "scale_decision_p50_ms": round(statistics.median(timings), 3),
+        "scale_decision_first_tenth_p50_ms": round(statistics.median(timings[:tenth]), 3),
+        "scale_decision_last_tenth_p50_ms": round(statistics.median(timings[-tenth:]), 3),
+        "scale_operator_decision_p50_le_ms": histogram_quantile(
+            metrics, "shoal_operator_scheduler_decision_seconds", 0.5
+        )
+        * 1000,
+    }
 
 
 if __name__ == "__main__":

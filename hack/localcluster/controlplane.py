@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class ControlPlane:
     procs: list[Proc] = field(default_factory=list)
     api_port: int = 0
     kubeconfig: Path = field(init=False)
+    _component_argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    """kube-controller-manager's and kube-scheduler's command lines, without the port and extra flags."""
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -143,7 +146,6 @@ class ControlPlane:
                 str(bins / component),
                 f"--kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
                 "--leader-elect=false",
                 # The scheduler at 2 logs each attempt's outcome per pod ("Unable to schedule pod",
                 # "Successfully bound pod"): what a test needs to say why a pod stayed Pending.
@@ -165,7 +167,8 @@ class ControlPlane:
                     f"--authentication-kubeconfig={kubeconfig}",
                     f"--authorization-kubeconfig={kubeconfig}",
                 ]
-            self.procs.append(spawn(component, argv, log_dir=logs))
+            self._component_argv[component] = argv
+            self.procs.append(self._spawn_component(component, ()))
 
         kwok_kubeconfig = self.workdir / "kwok.kubeconfig"
         self._write_kubeconfig(kwok_kubeconfig, "kwok")
@@ -185,12 +188,40 @@ class ControlPlane:
         self.procs.append(kwok)
 
         self.kubectl("apply", "-f", "-", input=json.dumps(self._node_list()))
-        wait_until(self._nodes_ready, what=f"{self.nodes} Ready nodes", timeout=60, proc=kwok)
+        # kube-controller-manager lifts each Node's not-ready taint through its 20 QPS client:
+        # a thousand Nodes need about a minute for that alone.
+        wait_until(
+            self._nodes_ready, what=f"{self.nodes} Ready nodes", timeout=max(60, self.nodes * 0.25), proc=kwok
+        )
         wait_until(
             lambda: self._get_ok("/api/v1/namespaces/default/serviceaccounts/default"),
             what="the default ServiceAccount",
             timeout=60,
         )
+
+    def restart(self, component: str, extra_args: Sequence[str] = ()) -> None:
+        """Restart kube-controller-manager or kube-scheduler with `extra_args` added to its usual
+        flags (e.g. `--kube-api-qps=200`), and wait until it answers /healthz. Benchmarks use it to
+        compare the default client limits with raised ones on the same cluster."""
+        index = next(i for i, p in enumerate(self.procs) if p.name == component)
+        stop(self.procs[index])
+        self.procs[index] = self._spawn_component(component, extra_args)
+
+    def _spawn_component(self, component: str, extra_args: Sequence[str]) -> Proc:
+        port = free_port()
+        proc = spawn(
+            component,
+            [*self._component_argv[component], f"--secure-port={port}", *extra_args],
+            log_dir=self.workdir / "logs",
+        )
+        if extra_args:  # at start-up nothing waits for them (kwok's Nodes going Ready does, later)
+            wait_until(
+                lambda: _https_ok(f"https://127.0.0.1:{port}/healthz"),
+                what=f"{component} /healthz",
+                timeout=60,
+                proc=proc,
+            )
+        return proc
 
     # --- helpers ------------------------------------------------------------------------------------
 
@@ -343,6 +374,18 @@ class ControlPlane:
         plane = cls(workdir=Path(state["workdir"]), pod_cidr=str(state.get("pod_cidr", POD_CIDR)))
         plane.api_port = int(str(state["server"]).rsplit(":", 1)[1])
         return plane
+
+
+def _https_ok(url: str) -> bool:
+    """/healthz of a component serving its own self-signed certificate (on loopback)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _http_ok(url: str) -> bool:

@@ -22,9 +22,10 @@ from prometheus_client import start_http_server
 
 from shoal_operator.cache import ClusterCache
 from shoal_operator.config import OperatorConfig
+from shoal_operator.events import EventRecorder
 from shoal_operator.handlers import register
 from shoal_operator.kopfsettings import operator_settings
-from shoal_operator.kube import Kube
+from shoal_operator.kube import Kube, look_up_proxy_once
 from shoal_operator.leader import LeaderElector
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.reconciler import Reconciler
@@ -40,7 +41,9 @@ async def api_client() -> client.ApiClient:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         await config.load_kube_config(client_configuration=cfg)
-    return client.ApiClient(cfg)
+    api = client.ApiClient(cfg)
+    look_up_proxy_once(api, cfg.host)
+    return api
 
 
 async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
@@ -65,12 +68,15 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
             metrics.leader.set(1)
 
         cache = ClusterCache()
+        kube = Kube(api, identity=cfg.identity)
+        events = EventRecorder(kube.event, on_drop=metrics.events_dropped.inc)
         reconciler = Reconciler(
             cache=cache,
-            kube=Kube(api, identity=cfg.identity),
+            kube=kube,
             resolver=DigestResolver(),
             config=cfg,
             metrics=metrics,
+            events=events,
         )
         await warm_cache_with_retries(api, cache, agent_namespace=cfg.agent_namespace)
         logger.info(
@@ -90,6 +96,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
 
         tasks = [
             asyncio.create_task(reconciler.run(), name="reconciler"),
+            asyncio.create_task(events.run(), name="events"),
             asyncio.create_task(
                 kopf.operator(registry=registry, settings=settings, clusterwide=True, stop_flag=kopf_stop),
                 name="kopf",
@@ -115,6 +122,9 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
                 task.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
+        if elector is None or not elector.lost.is_set():  # a leader that lost its Lease must not write
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(events.flush(), timeout=5)
         if elector is not None:
             await elector.release()
             metrics.leader.set(0)

@@ -1,7 +1,9 @@
 """kopf handlers: the thin shell that feeds watch events into the cache and the reconcile queue.
 
 Only `on.event` handlers are used: they keep no progress annotations and add no finalizers, since
-cleanup is done by Kubernetes' garbage collector through owner references.
+cleanup is done by Kubernetes' garbage collector through owner references. They read the raw event's
+object, a plain dict: kopf's `body` view resolves every key lookup through its own layers, which at
+thousands of events was a tenth of the operator's CPU.
 """
 
 from __future__ import annotations
@@ -26,31 +28,38 @@ def register(
         return await kopf.login_via_async_client(**kwargs)
 
     @kopf.on.event(GROUP, VERSION, WASMAPP_PLURAL, registry=registry)
-    async def wasmapp_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def wasmapp_event(type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        body = event["object"]
         if type is None:  # the initial listing is delivered with type None
             type = "ADDED"
         key, changed = cache.apply_app(type, body)
         if changed:
             if type != "DELETED":
-                reconciler.generation_seen(key, body["metadata"].get("generation", 0))
+                generation = body["metadata"].get("generation")
+                reconciler.generation_seen(key, generation if isinstance(generation, int) else 0)
             reconciler.enqueue(key)
 
     @kopf.on.event(GROUP, VERSION, WASMPLACEMENT_PLURAL, registry=registry)
-    async def wasmplacement_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        reconciler.enqueue(cache.apply_placement(type or "ADDED", body))
+    async def wasmplacement_event(type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        key, changed = cache.apply_placement(type or "ADDED", event["object"])
+        if changed:
+            reconciler.enqueue(key)
 
     @kopf.on.event(GROUP, VERSION, WASMNODE_PLURAL, registry=registry)
-    async def wasmnode_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def wasmnode_event(type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        body = event["object"]
         if cache.apply_wasmnode(type or "ADDED", body):
             reconciler.enqueue_affected_by_nodes(frozenset({body["metadata"]["name"]}))
 
     @kopf.on.event("", "v1", "nodes", registry=registry)
-    async def node_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def node_event(type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        body = event["object"]
         if cache.apply_node(type or "ADDED", body):
             reconciler.enqueue_affected_by_nodes(frozenset({body["metadata"]["name"]}))
 
     @kopf.on.event("", "v1", "pods", registry=registry)
-    async def pod_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def pod_event(type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        body = event["object"]
         capacity_changed, dependency_of = cache.apply_pod(type or "ADDED", body)
         if dependency_of is not None:
             reconciler.enqueue(dependency_of)
@@ -65,6 +74,6 @@ def register(
         registry=registry,
         when=lambda namespace, **_: namespace == agent_namespace,
     )
-    async def lease_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        if cache.apply_lease(type or "ADDED", body):
+    async def lease_event(type: str | None, event: kopf.RawEvent, **_: Any) -> None:
+        if cache.apply_lease(type or "ADDED", event["object"]):
             reconciler.enqueue_affected_by_nodes(None)

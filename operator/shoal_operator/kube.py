@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -70,9 +72,10 @@ class Kube:
 
     # --- WasmApp status -------------------------------------------------------------------------
 
-    async def write_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def write_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> str | None:
+        """Replace the status; returns the app's new resourceVersion (None if it is gone)."""
         try:
-            await self.custom.patch_namespaced_custom_object_status(
+            response = await self.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -80,16 +83,31 @@ class Kube:
                 name,
                 [{"op": "add", "path": "/status", "value": dict(status)}],
                 _content_type=JSON_PATCH,
+                _preload_content=False,
             )
         except ApiException as e:
             if e.status != 404:  # deleted meanwhile: nothing to report on
                 raise
+            return None
+        try:
+            body = await response.read()
+            if response.status == 404:
+                return None
+            if not 200 <= response.status <= 299:
+                raise api_exception(response, body)
+        finally:
+            response.release()
+        version: str | None = json.loads(body).get("metadata", {}).get("resourceVersion")
+        return version
 
     # --- Events -----------------------------------------------------------------------------------
 
-    async def event(self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on `obj`, which `kubectl describe` shows. Failures are logged, never raised:
-        an event is never worth failing a reconcile for."""
+    async def event(
+        self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str, count: int = 1
+    ) -> None:
+        """A core/v1 Event on `obj` (apiVersion, kind and metadata name, namespace, uid suffice),
+        which `kubectl describe` shows; `count` for the same Event seen several times. Failures are
+        logged, never raised: an event is never worth failing a reconcile for."""
         meta = obj["metadata"]
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         body = {
@@ -111,7 +129,7 @@ class Kube:
             "reportingInstance": self.identity,
             "firstTimestamp": now,
             "lastTimestamp": now,
-            "count": 1,
+            "count": count,
         }
         try:
             await send_unparsed(self.core.create_namespaced_event, meta["namespace"], body)
@@ -172,6 +190,24 @@ class Kube:
             _content_type=APPLY_PATCH,
         )
 
+    async def create_or_apply(self, body: Mapping[str, Any]) -> None:
+        """A Service or EndpointSlice we believe does not exist yet: a plain create costs the
+        apiserver less than an apply (no merge with a live object), and one app in a thousand
+        created at once is where that counts. If it does exist after all, apply. Later applies by
+        the same manager own the same fields; none we write is ever dropped other than inside an
+        atomic list (a slice's endpoints), so the create's Update entry never keeps a stale field."""
+        kind, meta = body["kind"], body["metadata"]
+        create = {
+            "Service": self.core.create_namespaced_service,
+            "EndpointSlice": self.discovery.create_namespaced_endpoint_slice,
+        }[kind]
+        try:
+            await send_unparsed(create, meta["namespace"], dict(body), field_manager=FIELD_MANAGER)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await self.apply(body)
+
     async def prune_endpoint_slices(self, namespace: str, service: str, *, keep: set[str]) -> None:
         """Delete our slices of `service` that are no longer wanted (an agent port went away)."""
         listing = await self.discovery.list_namespaced_endpoint_slice(
@@ -190,15 +226,32 @@ class Kube:
                 raise
 
 
+def look_up_proxy_once(api: client.ApiClient, host: str | None) -> None:
+    """kubernetes_asyncio's session trusts the environment, so aiohttp looks for an HTTPS_PROXY that
+    applies on every request, in a thread: about 1 ms of CPU per request, half of what a write costs
+    the operator when a thousand apps arrive. The environment does not change while we run: when no
+    proxy applies to the apiserver, stop looking (one that does apply keeps being honoured)."""
+    url = urllib.parse.urlsplit(host or "")
+    if url.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(url.hostname or ""):
+        return
+    session = api.rest_client.pool_manager
+    if hasattr(session, "_trust_env"):  # aiohttp offers no setter; absent, nothing changes
+        session._trust_env = False
+
+
 async def send_unparsed(call: Any, *args: Any, **kwargs: Any) -> None:
     """Make an API call whose answer we do not need, without decoding it into client models (costly
     at scale). The generated client only checks the status when it decodes, so check it here."""
     response = await call(*args, _preload_content=False, **kwargs)
     try:
         if not 200 <= response.status <= 299:
-            error = ApiException(status=response.status, reason=response.reason)
-            error.body = await response.read()
-            error.headers = response.headers
-            raise error
+            raise api_exception(response, await response.read())
     finally:
         response.release()
+
+
+def api_exception(response: Any, body: bytes) -> ApiException:
+    error = ApiException(status=response.status, reason=response.reason)
+    error.body = body
+    error.headers = response.headers
+    return error

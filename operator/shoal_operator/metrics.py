@@ -42,6 +42,11 @@ class OperatorMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1),
             registry=r,
         )
+        self.events_dropped = Counter(
+            "shoal_operator_events_dropped_total",
+            "Events not posted because the background sender's queue was full.",
+            registry=r,
+        )
         self.placements = Gauge("shoal_operator_placements", "WasmPlacements per node.", ["node"], registry=r)
         self.apps = Gauge("shoal_operator_wasmapps", "WasmApps known to the operator.", registry=r)
         self.unschedulable = Gauge(

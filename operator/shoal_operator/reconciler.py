@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -27,6 +28,7 @@ from shoal_operator import adapt, endpoints
 from shoal_operator.cache import ClusterCache
 from shoal_operator.config import OperatorConfig
 from shoal_operator.dependencies import dependency_endpoints, generate_password, render_dependency
+from shoal_operator.events import EventRecorder
 from shoal_operator.kube import Kube
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.resolver import DigestResolver, ResolveError
@@ -54,6 +56,8 @@ class Reconciler:
     config: OperatorConfig = field(default_factory=OperatorConfig)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    events: EventRecorder | None = None
+    """Where informational Events go (posted in the background); None posts them inline."""
 
     _pending: set[str] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -214,7 +218,8 @@ class Reconciler:
                     self.metrics.reconcile_errors.labels(reason="api").inc()
                     self._retry_later(app.key)
 
-        await asyncio.gather(*(one(a, p) for a, p in zip(apps, prepared, strict=True)))
+        with self.events.hold() if self.events is not None else contextlib.nullcontext():
+            await asyncio.gather(*(one(a, p) for a, p in zip(apps, prepared, strict=True)))
         self.metrics.apps.set(len(self.cache.apps))
         self.metrics.unschedulable.set(sum(not d.fully_scheduled for d in decisions))
         per_node: dict[str, int] = {n: 0 for n in self.cache.nodes}
@@ -315,7 +320,7 @@ class Reconciler:
             if self._last_message.get(f"problem:{app.key}") != prep.problem[1]:
                 self._last_message[f"problem:{app.key}"] = prep.problem[1]
                 await self.kube.event(
-                    app.to_k8s(), type_="Warning", reason=prep.problem[0], message=prep.problem[1]
+                    event_ref(app), type_="Warning", reason=prep.problem[0], message=prep.problem[1]
                 )
             self._retry_later(app.key)
         else:
@@ -351,9 +356,8 @@ class Reconciler:
             password = generate_password() if dep.mysql is not None else None
             for body in render_dependency(app, dep, password=password).all():
                 if await self.kube.create_if_absent(body):
-                    await self.kube.event(
-                        app.to_k8s(),
-                        type_="Normal",
+                    await self._inform(
+                        app,
                         reason="DependencyCreated",
                         message=f"created {body['kind']} {body['metadata']['name']} for {dep.name}",
                     )
@@ -387,7 +391,7 @@ class Reconciler:
             message = decision.message or ""
             if message and self._last_message.get(app.key) != message:
                 await self.kube.event(
-                    app.to_k8s(), type_="Warning", reason="FailedScheduling", message=message
+                    event_ref(app), type_="Warning", reason="FailedScheduling", message=message
                 )
             self._last_message[app.key] = message
 
@@ -408,10 +412,20 @@ class Reconciler:
         new = status.to_dict()
         old = app.status.to_dict() if app.status else None
         if new != old:
-            await self.kube.write_app_status(ns, name, new)
-            app.status = status  # our own write: the watch event will say the same
+            version = await self.kube.write_app_status(ns, name, new)
+            # Our own write: the watch event will say the same, and the cache, now at that
+            # version, can tell it from news without parsing it.
+            app.status = status
+            app.metadata.resource_version = version
         if app.spec.trigger.http is not None:
             await self._publish_endpoints(app, placements)
+
+    async def _inform(self, app: WasmApp, *, reason: str, message: str) -> None:
+        """A Normal Event on `app`: queued for the background sender when there is one."""
+        if self.events is not None:
+            self.events.record(event_ref(app), type_="Normal", reason=reason, message=message)
+        else:
+            await self.kube.event(event_ref(app), type_="Normal", reason=reason, message=message)
 
     async def _publish_endpoints(self, app: WasmApp, placements: list[WasmPlacement]) -> None:
         """Keep `<app>` Service + EndpointSlices on the agents hosting the app's live placements."""
@@ -430,14 +444,18 @@ class Reconciler:
         rendered = {f"{b['kind']}/{b['metadata']['name']}": json.dumps(b, sort_keys=True) for b in desired}
         if rendered == written:
             return
-        for body in desired:
-            key = f"{body['kind']}/{body['metadata']['name']}"
-            if written.get(key) != rendered[key]:
-                await self.kube.apply(body)
-        wanted = endpoints.slice_names(desired[1:])
         known = self._published_slices.get(app.key)
         if known is None and app.key not in self.existing_at_start:
             known = set()  # a new app: no earlier run can have published slices for it
+        for body in desired:
+            key = f"{body['kind']}/{body['metadata']['name']}"
+            if written.get(key) == rendered[key]:
+                continue
+            if known is not None and key not in written:
+                await self.kube.create_or_apply(body)  # nobody can have written it: create
+            else:
+                await self.kube.apply(body)
+        wanted = endpoints.slice_names(desired[1:])
         if known is None:  # first time since start: whatever an earlier run left behind
             await self.kube.prune_endpoint_slices(ns, name, keep=wanted)
         else:
@@ -509,9 +527,19 @@ class Reconciler:
         ):
             if nodes:
                 message = f"{verb} {', '.join(sorted(nodes))}{suffix}"
-                await self.kube.event(app.to_k8s(), type_="Normal", reason=reason, message=message)
+                await self._inform(app, reason=reason, message=message)
         if actions.held_back or actions.waiting_for_termination:
             self._retry_later(app.key)
+
+
+def event_ref(app: WasmApp) -> dict[str, Any]:
+    """What an Event needs of its object: far cheaper than serializing the whole app."""
+    meta = app.metadata
+    return {
+        "apiVersion": app.api_version,
+        "kind": app.kind,
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+    }
 
 
 def api_message(error: ApiException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import time
@@ -25,6 +26,7 @@ class DigestResolver:
     def __init__(self, *, attempts: int = 3, ttl: float = 5.0) -> None:
         self._ttl = ttl
         self._recent: dict[str, tuple[float, str]] = {}
+        self._in_flight: dict[str, asyncio.Future[str]] = {}
         # Resolution only fetches manifests; the blob store stays empty.
         self._puller = ArtifactPuller(
             cache_root=Path(tempfile.mkdtemp(prefix="shoal-resolver-")),
@@ -38,6 +40,16 @@ class DigestResolver:
         recent = self._recent.get(key)
         if recent is not None and time.monotonic() - recent[0] < self._ttl:
             return recent[1]
+        # A batch prepares its apps concurrently: without sharing the lookup in flight, a thousand
+        # apps naming one tag asked the registry a thousand times before the first answer was kept.
+        pending = self._in_flight.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(key, image, secrets))
+            self._in_flight[key] = pending
+            pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, key: str, image: str, secrets: list[Mapping[str, Any]]) -> str:
         try:
             digest = await self._puller.resolve(image, secrets)
         except OciError as e:

@@ -1,4 +1,5 @@
-"""The cache dates NoExecute taints, because tolerationSeconds count from when a taint appeared."""
+"""The cache dates NoExecute taints, because tolerationSeconds count from when a taint appeared, and
+tells new placement events from echoes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 
 from shoal_api import WasmApp
-from shoal_operator.adapt import app_request
+from shoal_operator.adapt import app_request, placement_spec
 from shoal_operator.cache import ClusterCache
 
 pytestmark = pytest.mark.unit
@@ -66,3 +67,26 @@ def test_toleration_seconds_reach_the_scheduler() -> None:
     )
     (toleration,) = app_request(wasmapp, dependency_nodes=frozenset()).tolerations
     assert toleration.seconds == 30 and toleration.effect == ""
+
+
+def test_the_echo_of_a_placement_already_known_is_no_change() -> None:
+    """The watch echoes each placement the operator created; only a new resourceVersion is news."""
+    app = WasmApp.model_validate(
+        {
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"module": {"image": "r/m:v1"}, "trigger": {"http": {"path": "/web"}}},
+        }
+    )
+    spec = placement_spec(app, node="n1", digest="sha256:" + "0" * 64, dependencies=[])
+    meta = {"name": "web.n1", "namespace": "ns", "resourceVersion": "7"}
+    body: dict[str, Any] = {"apiVersion": "shoal.dev/v1alpha1", "kind": "WasmPlacement", "metadata": meta}
+    body["spec"] = spec.to_dict()
+    cache = ClusterCache()
+    assert cache.apply_placement("ADDED", body) == ("ns/web", True)
+    assert cache.apply_placement("ADDED", body) == ("ns/web", False)
+    status = {"ready": True, "state": "Ready"}
+    moved = body | {"metadata": meta | {"resourceVersion": "8"}, "status": status}
+    assert cache.apply_placement("MODIFIED", moved) == ("ns/web", True)
+    assert cache.placements[("ns", "web.n1")].status is not None
+    assert cache.apply_placement("DELETED", moved) == ("ns/web", True)
+    assert cache.app_placements("ns/web") == []

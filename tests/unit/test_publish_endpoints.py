@@ -26,6 +26,9 @@ class RecordingKube:
     async def apply(self, body: dict[str, Any]) -> None:
         self.applied.append(f"{body['kind']}/{body['metadata']['name']}")
 
+    async def create_or_apply(self, body: dict[str, Any]) -> None:
+        self.applied.append(f"{body['kind']}/{body['metadata']['name']}")
+
     async def prune_endpoint_slices(self, namespace: str, service: str, *, keep: set[str]) -> None:
         self.pruned.append(service)
 

