@@ -16,8 +16,6 @@ class Compiled:
     seconds: float
     @property
     def imports(self) -> list[tuple[str, str]]: ...
-    @property
-    def exports(self) -> list[str]: ...
 
 class App:
     @property
@@ -26,8 +24,6 @@ class App:
     def namespace(self) -> str: ...
     @property
     def name(self) -> str: ...
-    @property
-    def timeout_s(self) -> float: ...
 
 InvokeResult = tuple[str, bytes, bytes, int | None, str, bool, bool, float, float, str | None]
 MetricsRow = tuple[
@@ -37,7 +33,6 @@ MetricsRow = tuple[
 class DataPlane:
     memory_budget: int
     memory_in_use: int
-    buckets: list[float]
     def __init__(
         self,
         *,

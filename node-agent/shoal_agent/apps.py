@@ -55,10 +55,6 @@ class InFlight:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @property
-    def total(self) -> int:
-        return self.count + self.native()
-
     def wrap(self, invoker: Invoker) -> Invoker:
         async def counted(request: InvocationRequest) -> InvocationResult:
             self.count += 1

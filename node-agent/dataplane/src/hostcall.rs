@@ -113,16 +113,10 @@ impl GuestMemory {
     }
 }
 
-pub fn define(
-    linker: &mut Linker<Guest>,
-    engine: &Engine,
-    bridge: Arc<HostBridge>,
-    f: HostFn,
-) -> Result<()> {
+pub fn define(linker: &mut Linker<Guest>, engine: &Engine, f: HostFn) -> Result<()> {
     let ty = FuncType::new(engine, f.params.clone(), f.results.clone());
     let label = format!("{}.{}", f.module, f.name);
     let (index, results_ty) = (f.index, f.results.clone());
-    let _ = bridge;
     linker.func_new(
         &f.module,
         &f.name,

@@ -192,7 +192,7 @@ impl AppVersion {
         let bridge = match host {
             Some((bridge, fns)) => {
                 for f in fns {
-                    crate::hostcall::define(&mut linker, engine, bridge.clone(), f)?;
+                    crate::hostcall::define(&mut linker, engine, f)?;
                 }
                 Some(bridge)
             }

@@ -55,7 +55,7 @@ pub const OUTCOMES: [&str; 8] = [
     "busy",
     "error",
 ];
-pub const REFUSALS: [&str; 3] = ["concurrency", "memory", "draining"];
+pub const REFUSALS: [&str; 2] = ["concurrency", "memory"];
 
 pub struct AppMetrics {
     pub instance_start: Histogram,
@@ -63,7 +63,7 @@ pub struct AppMetrics {
     pub first_byte: Histogram,
     pub duration: Histogram,
     pub outcomes: [AtomicU64; 8],
-    pub refusals: [AtomicU64; 3],
+    pub refusals: [AtomicU64; 2],
     pub active: AtomicI64,
 }
 
@@ -105,10 +105,6 @@ impl Registry {
             bounds: Arc::new(bounds),
             apps: Mutex::default(),
         }
-    }
-
-    pub fn bounds(&self) -> &[f64] {
-        &self.bounds
     }
 
     pub fn app(&self, namespace: &str, name: &str) -> Arc<AppMetrics> {

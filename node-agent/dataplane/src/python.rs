@@ -43,14 +43,6 @@ impl Compiled {
             .map(|i| (i.module().to_string(), i.name().to_string()))
             .collect()
     }
-
-    #[getter]
-    fn exports(&self) -> Vec<String> {
-        self.module
-            .exports()
-            .map(|e| e.name().to_string())
-            .collect()
-    }
 }
 
 /// One loaded app version.
@@ -74,11 +66,6 @@ impl App {
     #[getter]
     fn name(&self) -> &str {
         &self.inner.name
-    }
-
-    #[getter]
-    fn timeout_s(&self) -> f64 {
-        self.inner.limits.timeout.as_secs_f64()
     }
 }
 
@@ -191,23 +178,19 @@ impl DataPlane {
         }));
     }
 
-    /// Compile `wasm` (or load it from the cache); the GIL is released meanwhile. `digest` (hex)
-    /// must be the sha256 of `wasm` when given.
+    /// Compile `wasm` (or load it from the cache); the GIL is released meanwhile. `digest`: the
+    /// sha256 the caller already computed (and checked) of these bytes, the cache key; hashed
+    /// here when not given.
     #[pyo3(signature = (wasm, digest=None))]
     fn compile(&self, py: Python<'_>, wasm: &[u8], digest: Option<String>) -> PyResult<Compiled> {
-        let wasm = wasm.to_vec();
         let (module, result, seconds, hex) = py
             .allow_threads(|| {
-                let hex = sha256_hex(&wasm);
-                if let Some(d) = &digest
-                    && d.trim_start_matches("sha256:").to_ascii_lowercase() != hex
-                {
-                    return Err(wasmtime::format_err!(
-                        "artifact hashes to sha256:{hex}, expected {d}"
-                    ));
-                }
-                let (m, r, s) = self.cache.get(&wasm, &hex)?;
-                Ok((m, r, s, hex))
+                let hex = match &digest {
+                    Some(d) => d.trim_start_matches("sha256:").to_ascii_lowercase(),
+                    None => sha256_hex(wasm),
+                };
+                let (m, r, s) = self.cache.get(wasm, &hex)?;
+                Ok::<_, wasmtime::Error>((m, r, s, hex))
             })
             .map_err(err)?;
         Ok(Compiled {
@@ -419,11 +402,6 @@ impl DataPlane {
     #[getter]
     fn memory_in_use(&self) -> u64 {
         self.shared.admission.memory_in_use()
-    }
-
-    #[getter]
-    fn buckets(&self) -> Vec<f64> {
-        self.registry.bounds().to_vec()
     }
 
     /// Every app's metrics: [(namespace, app, {histogram: (cumulative counts, sum)},

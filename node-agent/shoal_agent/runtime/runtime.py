@@ -70,13 +70,12 @@ class WasmRuntime:
 
     def load_app(self, spec: AppSpec, wasm: bytes, digest: str | None = None) -> LoadedApp:
         """Compile (or load from cache), link and pre-instantiate; raises LoadError subclasses."""
-        if digest is not None:
-            actual = sha256_digest(wasm)
-            if normalize_digest(digest) != actual.split(":", 1)[1]:
-                raise DigestMismatchError(f"artifact hashes to {actual}, expected {digest}")
+        actual = sha256_digest(wasm)
+        if digest is not None and normalize_digest(digest) != actual.split(":", 1)[1]:
+            raise DigestMismatchError(f"artifact hashes to {actual}, expected {digest}")
         check_wasm_bytes(wasm)
         try:
-            compiled = self.plane.compile(wasm)
+            compiled = self.plane.compile(wasm, actual)  # hashed once: the data plane's cache key
         except ValueError as e:
             raise InvalidWasmError(f"invalid WebAssembly module: {e}") from e
         app_metrics = self.metrics.for_app(spec.namespace, spec.name)
