@@ -4,8 +4,6 @@
 //! stdin, request metadata is CGI environment variables (RFC 3875 plus WAGI's `X_*` extras), and
 //! stdout is a CGI response: header lines, a blank line, then the body.
 
-use std::collections::HashMap;
-
 pub const SERVER_SOFTWARE: &str = "shoal-wagi/1";
 
 /// Never handed to guests: credentials and hop-by-hop headers that describe our connection.
@@ -79,18 +77,19 @@ pub fn build_env(
         full_url.push('?');
         full_url.push_str(req.query);
     }
-    // Insertion-ordered map: later keys replace earlier ones in place, as a Python dict does.
-    let mut order: Vec<String> = Vec::new();
-    let mut values: HashMap<String, String> = HashMap::new();
-    let put =
-        |k: String, v: String, order: &mut Vec<String>, values: &mut HashMap<String, String>| {
-            if !values.contains_key(&k) {
-                order.push(k.clone());
-            }
-            values.insert(k, v);
-        };
+    // Insertion-ordered, later keys replace earlier ones in place, as a Python dict does. A linear
+    // scan: a few dozen short keys per request, cheaper than hashing each one.
+    let mut vars: Vec<(String, String)> =
+        Vec::with_capacity(app_env.len() + req.headers.len() + 19);
+    let put = |k: String, v: String, vars: &mut Vec<(String, String)>| match vars
+        .iter_mut()
+        .find(|(key, _)| *key == k)
+    {
+        Some(slot) => slot.1 = v,
+        None => vars.push((k, v)),
+    };
     for (k, v) in app_env {
-        put(k.clone(), v.clone(), &mut order, &mut values);
+        put(k.clone(), v.clone(), &mut vars);
     }
     let mut content_type = String::new();
     let mut from_request: Vec<String> = Vec::new();
@@ -104,12 +103,14 @@ pub fn build_env(
         }
         let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
         // A repeated header is joined with ", " as HTTP allows.
-        let joined = if from_request.contains(&key) {
-            format!("{}, {}", values[&key], value)
-        } else {
-            value.to_string()
+        let joined = match vars
+            .iter()
+            .find(|(k, _)| from_request.contains(&key) && *k == key)
+        {
+            Some((_, earlier)) => format!("{earlier}, {value}"),
+            None => value.to_string(),
         };
-        put(key.clone(), joined, &mut order, &mut values);
+        put(key.clone(), joined, &mut vars);
         from_request.push(key);
     }
     let path_info = unquote(raw_path_info);
@@ -135,15 +136,9 @@ pub fn build_env(
         ("X_RAW_PATH_INFO", raw_path_info.into()),
     ];
     for (k, v) in fixed {
-        put(k.to_string(), v, &mut order, &mut values);
+        put(k.to_string(), v, &mut vars);
     }
-    order
-        .into_iter()
-        .map(|k| {
-            let v = values.remove(&k).unwrap_or_default();
-            (k, v)
-        })
-        .collect()
+    vars
 }
 
 /// argv after argv[0]: CGI "ISINDEX" queries (no `=`) become arguments, split on `+`.

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Result,
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Result,
 };
 
 /// What the engine is built with; everything here that changes compiled code is in the cache key.
@@ -27,6 +27,9 @@ pub struct EngineSettings {
     /// Deeper stacks let honest recursive guests run; runaway recursion still traps.
     pub max_wasm_stack: usize,
     pub tick: Duration,
+    /// Reset only the pages a guest dirtied (Linux 6.7+; elsewhere wasmtime falls back to zeroing
+    /// the whole keep-resident prefix on every reuse): most guests touch a few pages of it.
+    pub pagemap_scan: bool,
 }
 
 impl Default for EngineSettings {
@@ -37,6 +40,7 @@ impl Default for EngineSettings {
             keep_resident_bytes: 128 << 10,
             max_wasm_stack: 512 << 10,
             tick: Duration::from_micros(250),
+            pagemap_scan: true,
         }
     }
 }
@@ -50,7 +54,12 @@ pub fn build_engine(s: &EngineSettings) -> Result<Engine> {
         .total_component_instances(s.max_instances)
         .max_memory_size(s.max_memory_bytes)
         .linear_memory_keep_resident(s.keep_resident_bytes)
-        .table_keep_resident(16 << 10);
+        .table_keep_resident(16 << 10)
+        .pagemap_scan(if s.pagemap_scan {
+            Enabled::Auto
+        } else {
+            Enabled::No
+        });
     let mut cfg = Config::new();
     // Async support is always on in wasmtime 48: guests run as fibers that yield at epoch ticks.
     cfg.epoch_interruption(true)

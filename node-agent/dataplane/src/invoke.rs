@@ -16,7 +16,8 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use crate::hostcall::{HostBridge, HostFn, HostState};
 use crate::metrics::AppMetrics;
 use crate::pipes::BoundedOutput;
-use crate::sched::{Admission, FairSlots, Refusal};
+use crate::reaper::Reaper;
+use crate::sched::{Admission, Admitted, FairSlots, Refusal};
 
 /// What every invocation shares: the engine and the schedulers.
 pub struct Shared {
@@ -25,7 +26,13 @@ pub struct Shared {
     pub slots: Arc<FairSlots>,
     /// Set at shutdown: every running guest traps at its next epoch tick.
     pub interrupt: AtomicBool,
+    /// Tears down large instances off the guest threads (with their admission, so the memory
+    /// they held counts against the budget until it is really given back).
+    pub reaper: Reaper<(Store<Guest>, Admitted)>,
 }
+
+/// Instances whose linear memory grew past this are torn down by the reaper.
+const REAP_ABOVE_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct AppLimits {
@@ -67,6 +74,8 @@ pub struct Guest {
 struct MemoryLimiter {
     limit: usize,
     hit: bool,
+    /// The largest size any memory of this instance grew to (its initial size included).
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -80,6 +89,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -349,10 +359,15 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
         holding: holding.clone(),
     };
     let active = Active::new(&app.metrics.active);
-    let result = run(&shared, &app, req, deadline, start, holding).await;
+    let (result, store) = run(&shared, &app, req, deadline, start, holding).await;
     drop(active);
     drop(slot);
-    drop(admitted);
+    if store.data().limiter.peak > REAP_ABOVE_BYTES {
+        shared.reaper.retire((store, admitted));
+    } else {
+        drop(store);
+        drop(admitted);
+    }
     app.metrics.duration.observe(result.duration_seconds);
     if result.instantiate_seconds > 0.0 {
         app.metrics
@@ -370,7 +385,7 @@ async fn run(
     deadline: Instant,
     start: Instant,
     holding: Arc<AtomicBool>,
-) -> InvocationResult {
+) -> (InvocationResult, Store<Guest>) {
     let limits = &app.limits;
     let stdout = BoundedOutput::new(limits.stdout_bytes, true);
     let stderr = BoundedOutput::new(limits.stderr_bytes, false);
@@ -395,6 +410,7 @@ async fn run(
         limiter: MemoryLimiter {
             limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             hit: false,
+            peak: 0,
         },
         host: app
             .host
@@ -440,7 +456,7 @@ async fn run(
         Ok(()) => (Outcome::Ok, Some(0), String::new()),
         Err(e) => classify(&e, store.data(), &stdout, limits, instantiated.is_some()),
     };
-    InvocationResult {
+    let result = InvocationResult {
         outcome,
         stdout_truncated: stdout.overflowed(),
         stderr_truncated: stderr.overflowed(),
@@ -453,7 +469,8 @@ async fn run(
             .unwrap_or(0.0),
         duration_seconds: (end - start).as_secs_f64(),
         refusal: None,
-    }
+    };
+    (result, store)
 }
 
 #[derive(Debug)]
@@ -581,6 +598,7 @@ mod tests {
             admission: Admission::new(budget, 0.5),
             slots: FairSlots::new(slots),
             interrupt: AtomicBool::new(false),
+            reaper: Reaper::start("test-reaper"),
         })
     }
 

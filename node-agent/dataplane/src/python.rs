@@ -17,6 +17,7 @@ use crate::engine::{EngineSettings, EpochTicker, build_engine};
 use crate::hostcall::{GuestMemory, HostBridge, HostFn, val_type};
 use crate::invoke::{self, AppConfig, AppLimits, AppVersion, Shared};
 use crate::metrics::{OUTCOMES, REFUSALS, Registry};
+use crate::reaper::Reaper;
 use crate::router::Route;
 use crate::sched::{Admission, FairSlots};
 use crate::server::{HttpTarget, Server};
@@ -89,9 +90,41 @@ fn runtime(name: &str, threads: usize) -> PyResult<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .thread_name(name)
+        .on_thread_start(lower_priority)
         .enable_all()
         .build()
         .map_err(|e| PyOSError::new_err(format!("starting the {name} runtime: {e}")))
+}
+
+/// How much lower the guest threads run than the agent's other threads (nice levels);
+/// `SHOAL_GUEST_NICE` overrides it so bench-coldstart can compare settings.
+const GUEST_NICE: i32 = 0;
+
+/// Guests run to their deadline on these threads, and the epoch ticker that makes them yield is
+/// another thread of the same process: when every guest thread spins, a lower priority for them
+/// lets the ticker (and the agent's Python threads) get a core first. A thread may always lower
+/// its own priority, so this needs no privilege; Linux applies `setpriority(PRIO_PROCESS, 0)` to
+/// the calling thread only.
+fn lower_priority() {
+    let nice = std::env::var("SHOAL_GUEST_NICE")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(GUEST_NICE);
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: plain syscalls on the calling thread; a failure only leaves the priority as it was.
+    // Relative to the thread's nice now (the agent may itself run niced).
+    let rc = unsafe {
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        libc::setpriority(libc::PRIO_PROCESS, 0, (now + nice).min(19))
+    };
+    if rc != 0 {
+        eprintln!(
+            "WARNING shoal_dataplane: could not lower the guest threads' priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 fn err(e: wasmtime::Error) -> PyErr {
@@ -149,6 +182,7 @@ impl DataPlane {
             // 40% of req/s and did not shorten the neighbour's tail (bench-coldstart).
             slots: FairSlots::new(guest_threads.max(1)),
             interrupt: AtomicBool::new(false),
+            reaper: Reaper::start("shoal-reaper"),
         });
         let server = Arc::new(Server {
             shared: shared.clone(),

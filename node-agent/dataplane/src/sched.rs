@@ -8,7 +8,9 @@
 //! apps), so an app with many long guests cannot hold every slot while another app's short
 //! request waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
