@@ -5,6 +5,7 @@ Every server a fixture starts is stopped by PID when the fixture ends, passing o
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -35,6 +36,17 @@ def example_guests(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert build.returncode == 0, build.stdout + build.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def component_guests() -> Path:
+    """hack/examples' component guests (componentize-py), built once and cached outside the clone."""
+    build = subprocess.run(
+        [str(REPO / "hack/examples/build-components.sh")], capture_output=True, text=True, timeout=900
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    cache = Path(os.environ.get("SHOAL_CACHE") or Path.home() / ".cache" / "shoal")
+    return cache / "examples"
 
 
 @pytest.fixture(scope="session")

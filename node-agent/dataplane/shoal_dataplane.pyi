@@ -16,6 +16,8 @@ class Compiled:
     seconds: float
     @property
     def imports(self) -> list[tuple[str, str]]: ...
+    @property
+    def kind(self) -> str: ...
 
 class App:
     @property
@@ -24,6 +26,8 @@ class App:
     def namespace(self) -> str: ...
     @property
     def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
 
 InvokeResult = tuple[str, bytes, bytes, int | None, str, bool, bool, float, float, str | None]
 MetricsRow = tuple[

@@ -1,4 +1,4 @@
-//! Compile once per digest: serialized modules on disk survive agent restarts.
+//! Compile once per digest: serialized modules and components on disk survive agent restarts.
 //!
 //! A file is only valid for the same wasmtime version and engine configuration, so both are in
 //! its name. wasmtime trusts what it deserializes, so each file carries a sha256 of its payload;
@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module, Result, bail, format_err};
 
 const FILE_MAGIC: &[u8; 8] = b"SHOALCW2";
@@ -34,11 +35,40 @@ impl CompileResult {
     }
 }
 
+/// What an artifact compiles to: a core module, or a component (WASI preview 2).
+#[derive(Clone)]
+pub enum Artifact {
+    Module(Module),
+    Component(Component),
+}
+
+impl Artifact {
+    fn serialize(&self) -> Result<Vec<u8>> {
+        match self {
+            Self::Module(m) => m.serialize(),
+            Self::Component(c) => c.serialize(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Module(_) => "module",
+            Self::Component(_) => "component",
+        }
+    }
+}
+
+/// A component's binary header: the `\0asm` magic, then version 0x0d and layer 1 (a core module
+/// has version 1, layer 0).
+pub fn is_component(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [1, 0]
+}
+
 pub struct ModuleCache {
     engine: Engine,
     dir: Option<PathBuf>,
     suffix: String,
-    memory: Mutex<HashMap<String, Module>>,
+    memory: Mutex<HashMap<String, Artifact>>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -70,8 +100,9 @@ impl ModuleCache {
             .map(|d| d.join(format!("{hex}-{}", self.suffix)))
     }
 
-    /// The compiled module of `wasm` (whose sha256 hex is `hex`), and how it was obtained.
-    pub fn get(&self, wasm: &[u8], hex: &str) -> Result<(Module, CompileResult, f64)> {
+    /// The compiled module or component of `wasm` (whose sha256 hex is `hex`), and how it was
+    /// obtained.
+    pub fn get(&self, wasm: &[u8], hex: &str) -> Result<(Artifact, CompileResult, f64)> {
         let start = Instant::now();
         if let Some(m) = self.memory.lock().unwrap().get(hex) {
             return Ok((
@@ -80,10 +111,15 @@ impl ModuleCache {
                 start.elapsed().as_secs_f64(),
             ));
         }
-        let (module, result) = match self.load(hex) {
+        let component = is_component(wasm);
+        let (module, result) = match self.load(hex, component) {
             Some(m) => (m, CompileResult::CacheLoad),
             None => {
-                let m = Module::new(&self.engine, wasm)?;
+                let m = if component {
+                    Artifact::Component(Component::new(&self.engine, wasm)?)
+                } else {
+                    Artifact::Module(Module::new(&self.engine, wasm)?)
+                };
                 if let Err(e) = self.store(hex, &m) {
                     eprintln!("shoal_dataplane: could not write the module cache: {e:#}");
                 }
@@ -104,14 +140,20 @@ impl ModuleCache {
         self.memory.lock().unwrap().remove(hex);
     }
 
-    fn load(&self, hex: &str) -> Option<Module> {
+    fn load(&self, hex: &str, component: bool) -> Option<Artifact> {
         let path = self.path_for(hex)?;
         let blob = std::fs::read(&path).ok()?;
         match verify(&blob) {
             Ok(payload) => {
                 // SAFETY: the payload was written by `store` below for this engine configuration
                 // (file name) and its sha256 matches, so it is wasmtime's own serialization.
-                match unsafe { Module::deserialize(&self.engine, payload) } {
+                let loaded = if component {
+                    unsafe { Component::deserialize(&self.engine, payload) }
+                        .map(Artifact::Component)
+                } else {
+                    unsafe { Module::deserialize(&self.engine, payload) }.map(Artifact::Module)
+                };
+                match loaded {
                     Ok(m) => Some(m),
                     Err(e) => {
                         eprintln!(
@@ -131,7 +173,7 @@ impl ModuleCache {
         }
     }
 
-    fn store(&self, hex: &str, module: &Module) -> Result<()> {
+    fn store(&self, hex: &str, module: &Artifact) -> Result<()> {
         let Some(path) = self.path_for(hex) else {
             return Ok(());
         };

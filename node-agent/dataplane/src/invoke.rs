@@ -1,5 +1,6 @@
-//! One app version (a pre-instantiated module with its limits) and one invocation of it: admit,
-//! queue for an execution slot, a fresh instance in a fresh store, run the entry point, classify.
+//! One app version (a pre-instantiated module or component with its limits) and one invocation of
+//! it: admit, queue for an execution slot, a fresh instance in a fresh store, run the entry point,
+//! classify.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+use crate::component::{CGuest, Kind};
 use crate::hostcall::{HostBridge, HostFn, HostState};
 use crate::metrics::AppMetrics;
 use crate::pipes::BoundedOutput;
@@ -28,11 +30,26 @@ pub struct Shared {
     pub interrupt: AtomicBool,
     /// Tears down large instances off the guest threads (with their admission, so the memory
     /// they held counts against the budget until it is really given back).
-    pub reaper: Reaper<(Store<Guest>, Admitted)>,
+    pub reaper: Reaper<(AnyStore, Admitted)>,
 }
 
 /// Instances whose linear memory grew past this are torn down by the reaper.
 const REAP_ABOVE_BYTES: usize = 4 << 20;
+
+/// The store an invocation ran in, whichever kind of app it was.
+pub enum AnyStore {
+    Module(Store<Guest>),
+    Component(Store<CGuest>),
+}
+
+impl AnyStore {
+    fn peak_memory(&self) -> usize {
+        match self {
+            Self::Module(s) => s.data().limiter.peak,
+            Self::Component(s) => s.data().limiter.peak,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct AppLimits {
@@ -50,7 +67,7 @@ pub struct AppVersion {
     pub name: String,
     /// The app's identity for fairness and its concurrency limit (stable across versions).
     pub id: u64,
-    pre: InstancePre<Guest>,
+    pub kind: Kind,
     argv: Vec<String>,
     env: Vec<(String, String)>,
     entrypoint: String,
@@ -71,11 +88,11 @@ pub struct Guest {
     pub host_failure: Option<String>,
 }
 
-struct MemoryLimiter {
-    limit: usize,
-    hit: bool,
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
+    pub(crate) hit: bool,
     /// The largest size any memory of this instance grew to (its initial size included).
-    peak: usize,
+    pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -156,7 +173,11 @@ pub struct InvocationResult {
 }
 
 impl InvocationResult {
-    fn refused(outcome: Outcome, message: String, refusal: Option<&'static str>) -> Self {
+    pub(crate) fn refused(
+        outcome: Outcome,
+        message: String,
+        refusal: Option<&'static str>,
+    ) -> Self {
         Self {
             outcome,
             stdout: Bytes::new(),
@@ -209,13 +230,34 @@ impl AppVersion {
             None => None,
         };
         let pre = linker.instantiate_pre(module)?;
+        Self::with_kind(Kind::Module(pre), cfg, metrics, bridge)
+    }
+
+    /// Link WASI preview 2 (and wasi:http) for a component, and pre-instantiate it as the world
+    /// it exports.
+    pub fn new_component(
+        engine: &Engine,
+        component: &wasmtime::component::Component,
+        cfg: AppConfig,
+        metrics: Arc<AppMetrics>,
+    ) -> Result<Self> {
+        let kind = crate::component::prepare(engine, component)?;
+        Self::with_kind(kind, cfg, metrics, None)
+    }
+
+    fn with_kind(
+        kind: Kind,
+        cfg: AppConfig,
+        metrics: Arc<AppMetrics>,
+        bridge: Option<Arc<HostBridge>>,
+    ) -> Result<Self> {
         let mut argv = vec![cfg.name.clone()];
         argv.extend(cfg.args);
         Ok(Self {
             id: app_id(&cfg.namespace, &cfg.name),
             namespace: cfg.namespace,
             name: cfg.name,
-            pre,
+            kind,
             argv,
             env: cfg.env,
             entrypoint: cfg.entrypoint,
@@ -231,42 +273,54 @@ impl AppVersion {
     }
 }
 
-struct InFlight<'a>(&'a AtomicU64);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+/// An invocation that was admitted and holds an execution slot. Dropping it (a request whose
+/// client went away, wherever it was) gives back what it holds; `finish` also records metrics
+/// and retires the store.
+pub struct Ticket {
+    shared: Arc<Shared>,
+    app: Arc<AppVersion>,
+    admitted: Option<Admitted>,
+    /// Whether the invocation holds its slot now: it gives the slot back at epoch ticks and host
+    /// calls, and whoever ends the invocation releases it only if still held.
+    pub holding: Arc<AtomicBool>,
+    pub deadline: Instant,
+    /// When the slot was first taken: instantiate and duration count from here.
+    pub start: Instant,
 }
 
-/// Counts an instance as active while it lives.
-struct Active<'a>(&'a std::sync::atomic::AtomicI64);
-
-impl<'a> Active<'a> {
-    fn new(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
-        Self(gauge)
-    }
-}
-
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An execution slot, given back when dropped if the invocation still holds it (a request whose
-/// client went away is dropped wherever it is, possibly while queueing for its slot again).
-struct Slot<'a> {
-    slots: &'a FairSlots,
-    holding: Arc<AtomicBool>,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        if self.holding.swap(false, Ordering::AcqRel) {
-            self.slots.release();
+impl Ticket {
+    /// Record the invocation's metrics, give the slot back, and tear the store down (large ones on
+    /// the reaper, which releases the admission once the memory is really given back).
+    pub fn finish(mut self, store: Option<AnyStore>, result: &InvocationResult) {
+        let metrics = &self.app.metrics;
+        metrics.duration.observe(result.duration_seconds);
+        if result.instantiate_seconds > 0.0 {
+            metrics.instance_start.observe(result.instantiate_seconds);
         }
+        metrics.count(result.outcome.as_str());
+        self.release_slot();
+        if let (Some(store), Some(admitted)) = (store, self.admitted.take()) {
+            if store.peak_memory() > REAP_ABOVE_BYTES {
+                self.shared.reaper.retire((store, admitted));
+            } else {
+                drop(store);
+                drop(admitted);
+            }
+        }
+    }
+
+    fn release_slot(&self) {
+        if self.holding.swap(false, Ordering::AcqRel) {
+            self.shared.slots.release();
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.release_slot();
+        self.app.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.app.metrics.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -298,17 +352,21 @@ fn refusal_message(app: &AppVersion, r: Refusal) -> String {
     }
 }
 
-/// Run one invocation to its end; never fails for guest misbehaviour (that is the outcome).
-pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> InvocationResult {
+/// Admission, then a slot: the ticket to run, or the result that says why not (busy, timeout).
+pub async fn enter(
+    shared: &Arc<Shared>,
+    app: &Arc<AppVersion>,
+    arrival: Instant,
+    max_wait: Option<Duration>,
+) -> std::result::Result<Ticket, InvocationResult> {
     let limits = &app.limits;
     // A client's deadline counts from its arrival, queueing included, so it never waits past it.
     // A patient caller (a queued message, a job: an explicit max_wait) waits for admission first
     // and then gets the app's full timeout.
-    let patient = req.max_wait.is_some();
-    let mut deadline = req.arrival + limits.timeout;
-    let wait_until = match req.max_wait {
-        Some(w) => req.arrival + w,
-        None => (req.arrival + limits.max_wait).min(deadline),
+    let mut deadline = arrival + limits.timeout;
+    let wait_until = match max_wait {
+        Some(w) => arrival + w,
+        None => (arrival + limits.max_wait).min(deadline),
     };
     let admitted = match shared
         .admission
@@ -324,104 +382,86 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
         Err(r) => {
             app.metrics.refused(r.reason());
             app.metrics.count("busy");
-            return InvocationResult::refused(
+            return Err(InvocationResult::refused(
                 Outcome::Busy,
-                refusal_message(&app, r),
+                refusal_message(app, r),
                 Some(r.reason()),
-            );
+            ));
         }
     };
-    if patient {
+    if max_wait.is_some() {
         deadline = Instant::now() + limits.timeout;
     }
     app.in_flight.fetch_add(1, Ordering::Relaxed);
-    let _in_flight = InFlight(&app.in_flight);
+    app.metrics.active.fetch_add(1, Ordering::Relaxed);
+    let mut ticket = Ticket {
+        shared: shared.clone(),
+        app: app.clone(),
+        admitted: Some(admitted),
+        holding: Arc::new(AtomicBool::new(false)),
+        deadline,
+        start: arrival,
+    };
     let queued =
         tokio::time::timeout_at(deadline.into(), shared.slots.acquire(app.id, false)).await;
-    let start = Instant::now();
+    ticket.start = Instant::now();
     app.metrics
         .queue_wait
-        .observe((start - req.arrival).as_secs_f64());
+        .observe((ticket.start - arrival).as_secs_f64());
     if queued.is_err() {
         app.metrics.count("timeout");
-        return InvocationResult::refused(
+        return Err(InvocationResult::refused(
             Outcome::Timeout,
             format!(
                 "deadline of {}s exceeded while waiting to run",
                 limits.timeout.as_secs_f64()
             ),
             None,
-        );
+        ));
     }
-    let holding = Arc::new(AtomicBool::new(true));
-    let slot = Slot {
-        slots: &shared.slots,
-        holding: holding.clone(),
+    ticket.holding.store(true, Ordering::Release);
+    Ok(ticket)
+}
+
+/// Run one invocation to its end; never fails for guest misbehaviour (that is the outcome).
+pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> InvocationResult {
+    let ticket = match enter(&shared, &app, req.arrival, req.max_wait).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
     };
-    let active = Active::new(&app.metrics.active);
-    let (result, store) = run(&shared, &app, req, deadline, start, holding).await;
-    drop(active);
-    drop(slot);
-    if store.data().limiter.peak > REAP_ABOVE_BYTES {
-        shared.reaper.retire((store, admitted));
-    } else {
-        drop(store);
-        drop(admitted);
-    }
-    app.metrics.duration.observe(result.duration_seconds);
-    if result.instantiate_seconds > 0.0 {
-        app.metrics
-            .instance_start
-            .observe(result.instantiate_seconds);
-    }
-    app.metrics.count(result.outcome.as_str());
+    let (result, store) = match &app.kind {
+        Kind::Module(pre) => {
+            let (r, s) = run(&shared, &app, pre, req, &ticket).await;
+            (r, Some(AnyStore::Module(s)))
+        }
+        Kind::Command(pre) => {
+            let (r, s) = crate::component::run_command(&shared, &app, pre, req, &ticket).await;
+            (r, Some(AnyStore::Component(s)))
+        }
+        Kind::Proxy(_) => (
+            InvocationResult::refused(
+                Outcome::Error,
+                "this app is a wasi:http component: it only serves HTTP requests".into(),
+                None,
+            ),
+            None,
+        ),
+    };
+    ticket.finish(store, &result);
     result
 }
 
-async fn run(
+/// The memory limiter and the epoch callback of an invocation's store: at every tick the guest
+/// gives its slot to the next app in line and queues again; past the deadline (or at shutdown)
+/// it traps.
+pub(crate) fn govern<T: Send + 'static>(
+    store: &mut Store<T>,
     shared: &Arc<Shared>,
-    app: &Arc<AppVersion>,
-    req: Request,
-    deadline: Instant,
-    start: Instant,
-    holding: Arc<AtomicBool>,
-) -> (InvocationResult, Store<Guest>) {
-    let limits = &app.limits;
-    let stdout = BoundedOutput::new(limits.stdout_bytes, true);
-    let stderr = BoundedOutput::new(limits.stderr_bytes, false);
-    let mut wasi = WasiCtxBuilder::new();
-    match &req.args {
-        Some(args) => {
-            wasi.arg(&app.name);
-            wasi.args(args.as_slice());
-        }
-        None => {
-            wasi.args(app.argv.as_slice());
-        }
-    }
-    wasi.envs(app.env.as_slice())
-        .envs(req.env.as_slice())
-        .stdin(MemoryInputPipe::new(req.stdin))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone());
-    let guest = Guest {
-        wasi: wasi.build_p1(),
-        holding: holding.clone(),
-        limiter: MemoryLimiter {
-            limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
-            hit: false,
-            peak: 0,
-        },
-        host: app
-            .host
-            .as_ref()
-            .map(|b| HostState::new(b.clone(), &app.namespace, &app.name, app.id)),
-        host_failure: None,
-    };
-    let mut store = Store::new(&shared.engine, guest);
-    store.limiter(|g| &mut g.limiter);
+    app_id: u64,
+    ticket: &Ticket,
+) {
     store.set_epoch_deadline(1);
-    let (sh, id) = (shared.clone(), app.id);
+    let (sh, holding, deadline) = (shared.clone(), ticket.holding.clone(), ticket.deadline);
     store.epoch_deadline_callback(move |_ctx| {
         if sh.interrupt.load(Ordering::Relaxed) || Instant::now() >= deadline {
             return Ok(UpdateDeadline::Interrupt);
@@ -436,14 +476,73 @@ async fn run(
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                sh2.slots.acquire(id, true).await;
+                sh2.slots.acquire(app_id, true).await;
                 held.store(true, Ordering::Release);
             }),
         ))
     });
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limits: &AppLimits) -> Self {
+        Self {
+            limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            hit: false,
+            peak: 0,
+        }
+    }
+}
+
+impl AppVersion {
+    /// argv: the request's args after the app name, else the app's own.
+    pub(crate) fn argv_for(&self, req: &Request) -> Vec<String> {
+        match &req.args {
+            Some(args) => std::iter::once(self.name.clone())
+                .chain(args.iter().cloned())
+                .collect(),
+            None => self.argv.clone(),
+        }
+    }
+
+    pub(crate) fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    app: &Arc<AppVersion>,
+    pre: &InstancePre<Guest>,
+    req: Request,
+    ticket: &Ticket,
+) -> (InvocationResult, Store<Guest>) {
+    let limits = &app.limits;
+    let stdout = BoundedOutput::new(limits.stdout_bytes, true);
+    let stderr = BoundedOutput::new(limits.stderr_bytes, false);
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.args(app.argv_for(&req).as_slice())
+        .envs(app.env.as_slice())
+        .envs(req.env.as_slice())
+        .stdin(MemoryInputPipe::new(req.stdin))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone());
+    let guest = Guest {
+        wasi: wasi.build_p1(),
+        holding: ticket.holding.clone(),
+        limiter: MemoryLimiter::new(limits),
+        host: app
+            .host
+            .as_ref()
+            .map(|b| HostState::new(b.clone(), &app.namespace, &app.name, app.id)),
+        host_failure: None,
+    };
+    let mut store = Store::new(&shared.engine, guest);
+    store.limiter(|g| &mut g.limiter);
+    govern(&mut store, shared, app.id, ticket);
+    let start = ticket.start;
     let mut instantiated = None;
     let outcome: Result<()> = async {
-        let instance = app.pre.instantiate_async(&mut store).await?;
+        let instance = pre.instantiate_async(&mut store).await?;
         instantiated = Some(Instant::now());
         let entry = instance
             .get_typed_func::<(), ()>(&mut store, &app.entrypoint)
@@ -454,7 +553,18 @@ async fn run(
     let end = Instant::now();
     let (outcome, code, message) = match outcome {
         Ok(()) => (Outcome::Ok, Some(0), String::new()),
-        Err(e) => classify(&e, store.data(), &stdout, limits, instantiated.is_some()),
+        Err(e) => {
+            let g = store.data();
+            let failure = g.host_failure.as_deref();
+            classify(
+                &e,
+                g.limiter.hit,
+                failure,
+                &stdout,
+                limits,
+                instantiated.is_some(),
+            )
+        }
     };
     let result = InvocationResult {
         outcome,
@@ -474,7 +584,7 @@ async fn run(
 }
 
 #[derive(Debug)]
-struct NoEntry(String);
+pub(crate) struct NoEntry(pub(crate) String);
 
 impl std::fmt::Display for NoEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -488,14 +598,14 @@ impl std::fmt::Display for NoEntry {
 
 impl std::error::Error for NoEntry {}
 
-fn classify(
+pub(crate) fn classify(
     e: &wasmtime::Error,
-    guest: &Guest,
+    oom: bool,
+    host_failure: Option<&str>,
     stdout: &BoundedOutput,
     limits: &AppLimits,
     instantiated: bool,
 ) -> (Outcome, Option<i32>, String) {
-    let oom = guest.limiter.hit;
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return match exit.0 {
             0 => (Outcome::Ok, Some(0), String::new()),
@@ -518,8 +628,8 @@ fn classify(
             ),
         );
     }
-    if let Some(message) = &guest.host_failure {
-        return (Outcome::Trap, None, message.clone());
+    if let Some(message) = host_failure {
+        return (Outcome::Trap, None, message.to_string());
     }
     if let Some(n) = e.downcast_ref::<NoEntry>() {
         return (Outcome::Error, None, n.to_string());

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod cgi;
+pub mod component;
 pub mod engine;
 pub mod hostcall;
 pub mod invoke;

@@ -10,9 +10,8 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use tokio::runtime::Runtime;
-use wasmtime::Module;
 
-use crate::cache::{ModuleCache, sha256_hex};
+use crate::cache::{Artifact, ModuleCache, sha256_hex};
 use crate::engine::{EngineSettings, EpochTicker, build_engine};
 use crate::hostcall::{GuestMemory, HostBridge, HostFn, val_type};
 use crate::invoke::{self, AppConfig, AppLimits, AppVersion, Shared};
@@ -22,10 +21,10 @@ use crate::router::Route;
 use crate::sched::{Admission, FairSlots};
 use crate::server::{HttpTarget, Server};
 
-/// A compiled module: what `DataPlane.load` links and pre-instantiates.
+/// A compiled module or component: what `DataPlane.load` links and pre-instantiates.
 #[pyclass(frozen, module = "shoal_dataplane")]
 pub struct Compiled {
-    module: Module,
+    module: Artifact,
     #[pyo3(get)]
     digest: String,
     #[pyo3(get)]
@@ -36,13 +35,28 @@ pub struct Compiled {
 
 #[pymethods]
 impl Compiled {
-    /// (module, name) of every import.
+    /// (module, name) of every import of a core module; a component's are (interface, "").
     #[getter]
     fn imports(&self) -> Vec<(String, String)> {
-        self.module
-            .imports()
-            .map(|i| (i.module().to_string(), i.name().to_string()))
-            .collect()
+        match &self.module {
+            Artifact::Module(m) => m
+                .imports()
+                .map(|i| (i.module().to_string(), i.name().to_string()))
+                .collect(),
+            Artifact::Component(c) => {
+                let engine = c.engine();
+                c.component_type()
+                    .imports(engine)
+                    .map(|(name, _)| (name.to_string(), String::new()))
+                    .collect()
+            }
+        }
+    }
+
+    /// "module" or "component".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.module.kind()
     }
 }
 
@@ -67,6 +81,12 @@ impl App {
     #[getter]
     fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// "module", "command" (a wasi:cli/run component) or "proxy" (a wasi:http component).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind.as_str()
     }
 }
 
@@ -307,10 +327,20 @@ impl DataPlane {
                 stderr_bytes,
             },
         };
-        let module = compiled.module.clone();
+        let artifact = compiled.module.clone();
         let engine = self.shared.engine.clone();
         let app = py
-            .allow_threads(|| AppVersion::new(&engine, &module, cfg, metrics, host))
+            .allow_threads(|| match &artifact {
+                Artifact::Module(module) => AppVersion::new(&engine, module, cfg, metrics, host),
+                Artifact::Component(component) => {
+                    if host.is_some() {
+                        wasmtime::bail!(
+                            "components cannot import Shoal's core-module host functions"
+                        );
+                    }
+                    AppVersion::new_component(&engine, component, cfg, metrics)
+                }
+            })
             .map_err(err)?;
         Ok(App {
             inner: Arc::new(app),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::cgi::{CgiRequest, build_args, build_env, parse_response, unquote};
+use crate::component::{Kind, Served, full};
 use crate::invoke::{self, AppVersion, InvocationResult, Outcome, Shared};
 use crate::router::RouteTable;
 
@@ -35,10 +36,10 @@ pub struct Server {
     pub draining: AtomicBool,
 }
 
-type Body = Full<Bytes>;
+type Body = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 fn text(status: u16, message: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{}\n", message.trim_end()))));
+    let mut r = Response::new(full(Bytes::from(format!("{}\n", message.trim_end()))));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -75,7 +76,7 @@ pub fn to_response(result: InvocationResult) -> Response<Body> {
         Ok(c) => c,
         Err(e) => return text(502, &format!("malformed CGI response from module: {e}")),
     };
-    let mut r = Response::new(Full::new(result.stdout.slice(cgi.body_offset..)));
+    let mut r = Response::new(full(result.stdout.slice(cgi.body_offset..)));
     *r.status_mut() = StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::OK);
     let headers = r.headers_mut();
     for (name, value) in cgi.headers {
@@ -134,6 +135,26 @@ impl Server {
             return text(404, &format!("no app serves {path}"));
         };
         let target = route.target;
+        if let Kind::Proxy(pre) = &target.app.kind {
+            let app = target.app.clone();
+            let served = crate::component::serve(
+                self.shared.clone(),
+                app.clone(),
+                pre.clone(),
+                req,
+                arrival,
+                target.max_body_bytes,
+            )
+            .await;
+            let response = match served {
+                Served::Response(r) => r,
+                Served::Failed(result) => to_response(result),
+            };
+            app.metrics
+                .first_byte
+                .observe(arrival.elapsed().as_secs_f64());
+            return response;
+        }
         let max = target.max_body_bytes;
         let too_big = || text(413, &format!("request body exceeds {max} bytes"));
         if req

@@ -72,6 +72,11 @@ class LoadedApp:
         self.compile_result = compile_result
 
     @property
+    def kind(self) -> str:
+        """ "module", "command" (a wasi:cli/run component) or "proxy" (a wasi:http component)."""
+        return str(self.native.kind)
+
+    @property
     def in_flight(self) -> int:
         """Invocations of this version admitted and not yet finished (HTTP ones included)."""
         return int(self.native.in_flight)

@@ -12,6 +12,8 @@ from .errors import NotWasmError
 
 WASM_MAGIC = b"\0asm"
 _CORE_VERSION = b"\x01\x00\x00\x00"
+# A component (WASI preview 2): version 0x0d, layer 1.
+_COMPONENT_VERSION = b"\x0d\x00\x01\x00"
 
 
 def normalize_digest(digest: str) -> str:
@@ -28,12 +30,12 @@ def sha256_digest(data: bytes) -> str:
 
 
 def check_wasm_bytes(data: bytes) -> None:
-    """Fail fast, with a readable message, on anything that is not a core Wasm module."""
+    """Fail fast, with a readable message, on anything that is not a core module or a component."""
     if data[:4] != WASM_MAGIC:
         head = data[:8]
         raise NotWasmError(f"not a WebAssembly module: expected magic \\0asm, found {head!r}")
-    if data[4:8] != _CORE_VERSION:
+    if data[4:8] not in (_CORE_VERSION, _COMPONENT_VERSION):
         raise NotWasmError(
-            f"unsupported WebAssembly binary version {data[4:8].hex()} (a component?); "
-            "only core modules are supported"
+            f"unsupported WebAssembly binary version {data[4:8].hex()}: neither a core module "
+            "(01000000) nor a component (0d000100)"
         )

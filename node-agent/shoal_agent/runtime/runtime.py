@@ -81,7 +81,12 @@ class WasmRuntime:
         app_metrics = self.metrics.for_app(spec.namespace, spec.name)
         if compiled.result != "memory":
             app_metrics.compile(compiled.result, compiled.seconds)
-        linked = self.host_functions.plan(compiled.imports, spec.capabilities)
+        # Components import WASI preview 2 interfaces, which the data plane links itself; Shoal's
+        # capability host functions exist for core modules only.
+        if compiled.kind == "component":
+            linked = []
+        else:
+            linked = self.host_functions.plan(compiled.imports, spec.capabilities)
         limits = spec.limits
         try:
             native = self.plane.load(
@@ -100,7 +105,7 @@ class WasmRuntime:
                 host_functions=linked,
             )
         except ValueError as e:
-            raise InvalidWasmError(f"cannot link the module: {e}") from e
+            raise InvalidWasmError(f"cannot link the {compiled.kind}: {e}") from e
         app = LoadedApp(spec, self.plane, native, app_metrics, compiled.result)
         self._apps[spec.key] = app
         return app

@@ -1,0 +1,95 @@
+"""Components (WASI preview 2) through the data plane: a Python `wasi:http/proxy` component served
+per request by the native listener, a Python `wasi:cli/run` component as a WAGI route and as a job,
+and their compiled form cached on disk like a module's."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal_agent.metrics import AgentMetrics
+from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime
+from shoal_agent.runtime.outcome import Outcome
+from shoal_agent.serving import Serving
+
+pytestmark = pytest.mark.integration
+
+# componentize-py components embed CPython: about 12 MiB of linear memory per instance.
+LIMITS = AppLimits(timeout_s=10.0, memory_bytes=64 * 1024 * 1024, stdout_bytes=64 * 1024)
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[WasmRuntime]:
+    settings = EngineSettings(memory_budget_bytes=512 * 1024 * 1024)
+    with WasmRuntime(AgentMetrics("node-a"), cache_dir=tmp_path / "cache", settings=settings) as rt:
+        yield rt
+
+
+def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
+    runtime: WasmRuntime, component_guests: Path
+) -> None:
+    wasm = (component_guests / "hello-component-py.wasm").read_bytes()
+    app = runtime.load_app(AppSpec("ns", "pyhttp", limits=LIMITS), wasm)
+    assert app.kind == "proxy"
+    s = Serving(runtime)
+    port = s.listen("127.0.0.1", 0)
+    try:
+        s.mount_http(app, "/py")
+        for i in range(3):
+            assert request(port, "GET", f"/py/hi?n={i}") == (
+                200,
+                f"Hello from a Python component, GET /py/hi?n={i}\n",
+            )
+        status, body = request(port, "POST", "/py/echo", b"a body")
+        assert (status, body) == (200, "Hello from a Python component, OTHER /py/echo\na body")
+        # A component app answers HTTP only: a job or message gets an error that says so.
+        r = app.invoke_sync(InvocationRequest())
+        assert r.outcome is Outcome.ERROR and "only serves HTTP requests" in r.message
+    finally:
+        s.stop_listening()
+    metrics = runtime.plane.metrics()
+    row = next(r for r in metrics if r[1] == "pyhttp")
+    assert row[3]["ok"] == 4  # four requests, each its own instance
+    assert row[2]["instance_start"][0][-1] == 4
+
+
+def test_a_wasi_cli_component_runs_as_a_wagi_route_and_as_a_job(
+    runtime: WasmRuntime, component_guests: Path
+) -> None:
+    wasm = (component_guests / "cli-component-py.wasm").read_bytes()
+    app = runtime.load_app(AppSpec("ns", "pycli", limits=LIMITS), wasm)
+    assert app.kind == "command"
+    r = app.invoke_sync(InvocationRequest(stdin=b"hello", args=["x", "y"]))
+    assert r.outcome is Outcome.OK, r
+    assert "args=['x', 'y']" in r.stdout.decode() and "stdin='hello'" in r.stdout.decode()
+    s = Serving(runtime)
+    port = s.listen("127.0.0.1", 0)
+    try:
+        s.mount_http(app, "/cli")
+        status, body = request(port, "GET", "/cli/x?a+b")
+        assert status == 200
+        assert body == "Hello from a Python command component, args=['a', 'b'] path=/x stdin=''\n"
+    finally:
+        s.stop_listening()
+
+
+def test_compiled_components_load_from_the_disk_cache(tmp_path: Path, component_guests: Path) -> None:
+    wasm = (component_guests / "cli-component-py.wasm").read_bytes()
+    results = []
+    for _ in range(2):
+        with WasmRuntime(AgentMetrics("node-a"), cache_dir=tmp_path / "cache") as rt:
+            results.append(rt.load_app(AppSpec("ns", "pycli", limits=LIMITS), wasm).compile_result)
+    assert results == ["compiled", "cache_load"]
