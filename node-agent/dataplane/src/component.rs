@@ -24,7 +24,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::invoke::{
     AnyStore, AppVersion, InvocationResult, MemoryLimiter, Outcome, Request, Shared, Ticket,
-    classify, enter, govern,
+    Timing, classify, enter, govern,
 };
 use crate::pipes::BoundedOutput;
 
@@ -171,20 +171,12 @@ pub async fn run_command(
             instantiated.is_some(),
         ),
     };
-    let result = InvocationResult {
-        outcome,
-        stdout_truncated: stdout.overflowed(),
-        stderr_truncated: stderr.overflowed(),
-        stdout: stdout.take(),
-        stderr: stderr.take(),
-        exit_code: code,
-        message,
-        instantiate_seconds: instantiated
-            .map(|t| (t - start).as_secs_f64())
-            .unwrap_or(0.0),
-        duration_seconds: (end - start).as_secs_f64(),
-        refusal: None,
+    let timing = Timing {
+        start,
+        instantiated,
+        end,
     };
+    let result = InvocationResult::ran((outcome, code, message), &stdout, &stderr, timing);
     (result, store)
 }
 
@@ -273,20 +265,12 @@ pub async fn serve(
                 instantiated.is_some(),
             ),
         };
-        let result = InvocationResult {
-            outcome,
-            stdout_truncated: false,
-            stderr_truncated: stderr.overflowed(),
-            stdout: stdout.take(),
-            stderr: stderr.take(),
-            exit_code: code,
-            message,
-            instantiate_seconds: instantiated
-                .map(|t| (t - start).as_secs_f64())
-                .unwrap_or(0.0),
-            duration_seconds: (end - start).as_secs_f64(),
-            refusal: None,
+        let timing = Timing {
+            start,
+            instantiated,
+            end,
         };
+        let result = InvocationResult::ran((outcome, code, message), &stdout, &stderr, timing);
         for line in String::from_utf8_lossy(&result.stdout)
             .lines()
             .chain(String::from_utf8_lossy(&result.stderr).lines())

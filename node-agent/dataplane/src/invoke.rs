@@ -172,7 +172,38 @@ pub struct InvocationResult {
     pub refusal: Option<&'static str>,
 }
 
+/// When an invocation's phases happened: instantiate and duration count from `start`.
+pub(crate) struct Timing {
+    pub start: Instant,
+    pub instantiated: Option<Instant>,
+    pub end: Instant,
+}
+
 impl InvocationResult {
+    /// A guest that ran: its outcome (from `classify` or a clean end) and what it wrote.
+    pub(crate) fn ran(
+        (outcome, exit_code, message): (Outcome, Option<i32>, String),
+        stdout: &BoundedOutput,
+        stderr: &BoundedOutput,
+        t: Timing,
+    ) -> Self {
+        Self {
+            outcome,
+            stdout_truncated: stdout.overflowed(),
+            stderr_truncated: stderr.overflowed(),
+            stdout: stdout.take(),
+            stderr: stderr.take(),
+            exit_code,
+            message,
+            instantiate_seconds: t
+                .instantiated
+                .map(|i| (i - t.start).as_secs_f64())
+                .unwrap_or(0.0),
+            duration_seconds: (t.end - t.start).as_secs_f64(),
+            refusal: None,
+        }
+    }
+
     pub(crate) fn refused(
         outcome: Outcome,
         message: String,
@@ -566,20 +597,12 @@ async fn run(
             )
         }
     };
-    let result = InvocationResult {
-        outcome,
-        stdout_truncated: stdout.overflowed(),
-        stderr_truncated: stderr.overflowed(),
-        stdout: stdout.take(),
-        stderr: stderr.take(),
-        exit_code: code,
-        message,
-        instantiate_seconds: instantiated
-            .map(|t| (t - start).as_secs_f64())
-            .unwrap_or(0.0),
-        duration_seconds: (end - start).as_secs_f64(),
-        refusal: None,
+    let timing = Timing {
+        start,
+        instantiated,
+        end,
     };
+    let result = InvocationResult::ran((outcome, code, message), &stdout, &stderr, timing);
     (result, store)
 }
 
