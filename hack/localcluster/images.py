@@ -145,6 +145,8 @@ def build_argv(
         "podman",
         "build",
         "--layers",
+        # RUN steps use the host's network: no CNI bridge or iptables rules of podman's on the host.
+        "--network=host",
         *ulimits,
         f"--file={spec.dockerfile}",
         f"--tag={ref}",

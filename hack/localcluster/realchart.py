@@ -25,13 +25,14 @@ def push_to_node(built: list[Built], node_registry: str) -> dict[str, str]:
 def helm_values(refs: Mapping[str, str], node_registry: str, operator_replicas: int = 1) -> list[str]:
     """`--set` arguments: the built images, the real node only, and the node registry as plain http
     for the operator's digest lookups and the agent's pulls (SHOAL_INSECURE_REGISTRIES)."""
+    label = REAL_LABEL.replace(".", "\\.")  # helm's --set path escapes the dots of a key
     out: list[str] = []
     for component, name in (("operator", "shoal-operator"), ("agent", "shoal-agent")):
         repo, tag = refs[name].rsplit(":", 1)
         out += [
             f"--set={component}.image.repository={repo}",
             f"--set={component}.image.tag={tag}",
-            f"--set-string={component}.nodeSelector.{REAL_LABEL.replace('.', '\\.')}=true",
+            f"--set-string={component}.nodeSelector.{label}=true",
             f"--set={component}.extraEnv[0].name=SHOAL_INSECURE_REGISTRIES",
             f"--set={component}.extraEnv[0].value={node_registry}",
         ]
