@@ -74,7 +74,7 @@ down: ## stop everything `make up` started
 status: ## what `make up` started, and whether it still runs
 	@$(PY) -m localcluster status
 
-demo: setup ## bring up a local cluster with Shoal and run the demo
+demo: setup ## bring up a local cluster with Shoal and run the demo (REAL_NODES=1: the chart's images on a real kubelet Node)
 	@$(PY) hack/demo.py
 
 clean: down ## remove local build outputs (the tool cache in ~/.cache/shoal stays)

@@ -4,8 +4,14 @@ and the agent DaemonSet on the real node (the kwok Nodes would only pretend to r
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
+from typing import Any
 
+from shoal_api import GROUP, VERSION
+
+from .chart import Release
+from .controlplane import ControlPlane
 from .images import Built, push
 from .realnode import REAL_LABEL
 
@@ -37,3 +43,39 @@ def helm_values(refs: Mapping[str, str], node_registry: str, operator_replicas: 
             f"--set={component}.extraEnv[0].value={node_registry}",
         ]
     return [*out, f"--set=operator.replicas={operator_replicas}"]
+
+
+def pod_if_ready(plane: ControlPlane, namespace: str, selector: str) -> dict[str, Any]:
+    """The first pod matching `selector` once it is Ready, else {} (falsy, for polling)."""
+    q = urllib.parse.quote(selector)
+    items = plane.get_json(f"/api/v1/namespaces/{namespace}/pods?labelSelector={q}")["items"]
+    pod: dict[str, Any] = items[0] if items else {}
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return pod if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else {}
+
+
+def selector(release: Release, component: str) -> str:
+    return f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component={component}"
+
+
+def install(plane: ControlPlane, refs: Mapping[str, str], node_registry: str) -> Release:
+    """`helm install` the chart onto the real node with the pushed images (`push_to_node`), without
+    --wait: the caller times the pods."""
+    release = Release(plane, values=helm_values(refs, node_registry))
+    release.install(wait=False)
+    return release
+
+
+def hello_app(namespace: str, image: str) -> dict[str, Any]:
+    """A one-replica HTTP WasmApp placed on the real node's agent."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WasmApp",
+        "metadata": {"name": "hello", "namespace": namespace},
+        "spec": {
+            "module": {"image": image},
+            "replicas": 1,
+            "trigger": {"http": {"path": "/hello"}},
+            "placement": {"nodeSelector": {REAL_LABEL: "true"}},
+        },
+    }

@@ -19,24 +19,22 @@ import os
 import re
 import subprocess
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from localcluster.__main__ import _load, down, up
-from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
 from localcluster.images import Built, build_images
-from localcluster.realchart import helm_values, push_to_node
-from localcluster.realnode import REAL_LABEL, RealNode, missing_facilities
+from localcluster.realchart import hello_app, install, pod_if_ready, push_to_node, selector
+from localcluster.realnode import RealNode, missing_facilities
 from localcluster.tools import cache_dir, tool
 from shoal_agent.oci import WasmFormat, push_wasm
+from shoal_api import GROUP, VERSION
 from tests.harness.kubehttp import KubeHttp
-from tests.harness.netcluster import apply_app, eventually, is_ready
+from tests.harness.netcluster import eventually, is_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -92,23 +90,6 @@ def real_cluster(images: list[Built]) -> Iterator[RealCluster]:
         down(name)
 
 
-def _pod(kube: KubeHttp, namespace: str, selector: str) -> dict[str, Any] | None:
-    q = urllib.parse.quote(selector)
-    items = kube.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector={q}")["items"]
-    return items[0] if items else None
-
-
-def _ready(pod: dict[str, Any] | None) -> bool:
-    conditions = ((pod or {}).get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _ready_pod(kube: KubeHttp, namespace: str, selector: str) -> dict[str, Any]:
-    """The pod once it is Ready, else {} (falsy, for `eventually`)."""
-    pod = _pod(kube, namespace, selector)
-    return pod if pod is not None and _ready(pod) else {}
-
-
 def _wrk_rps(output: str) -> float:
     found = re.search(r"Requests/sec:\s+([\d.]+)", output)
     assert found, output
@@ -136,23 +117,27 @@ def _agent_container_pid(node: RealNode) -> int:
     raise AssertionError(f"no running shoal-agent container in {listed}")
 
 
-def test_chart_images_run_on_a_real_node(real_cluster: RealCluster, example_guests: Path) -> None:
+def test_chart_images_run_on_a_real_node(
+    images: list[Built], real_cluster: RealCluster, example_guests: Path
+) -> None:
     rc = real_cluster
     kube = KubeHttp(rc.plane)
     FIGURES.write_text(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    refs = push_to_node(build_images(), rc.node_registry)
-
     # helm install as a platform team would: the DaemonSet's agent pod on the real node, Ready.
-    release = Release(rc.plane, values=helm_values(refs, rc.node_registry))
     start = time.monotonic()
-    release.install(wait=False)
+    refs = push_to_node(images, rc.node_registry)
+    _figure("push_images_s", round(time.monotonic() - start, 1))
+    start = time.monotonic()
+    release = install(rc.plane, refs, rc.node_registry)
     ns = release.namespace
-    agent_sel = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=agent"
-    agent = eventually(lambda: _ready_pod(kube, ns, agent_sel), within=300, what="agent Ready")
+    agent = eventually(
+        lambda: pod_if_ready(rc.plane, ns, selector(release, "agent")), within=300, what="agent Ready"
+    )
     _figure("agent_pod_ready_s", round(time.monotonic() - start, 1))
     assert agent["spec"]["nodeName"] == rc.node.name
-    operator_sel = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=operator"
-    operator = eventually(lambda: _ready_pod(kube, ns, operator_sel), within=180, what="operator Ready")
+    operator = eventually(
+        lambda: pod_if_ready(rc.plane, ns, selector(release, "operator")), within=180, what="operator Ready"
+    )
     _figure("operator_pod_ready_s", round(time.monotonic() - start, 1))
 
     # As the chart defines it: uid 65532, read-only root, no capabilities; the downward-API budget.
@@ -173,17 +158,8 @@ def test_chart_images_run_on_a_real_node(real_cluster: RealCluster, example_gues
     app_ns = "real-e2e"
     kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": app_ns}})
     start = time.monotonic()
-    apply_app(
-        kube,
-        app_ns,
-        "hello",
-        {
-            "module": {"image": f"{rc.node_registry}/e2e/hello:v1"},
-            "replicas": 1,
-            "trigger": {"http": {"path": "/hello"}},
-            "placement": {"nodeSelector": {REAL_LABEL: "true"}},
-        },
-    )
+    app = hello_app(app_ns, f"{rc.node_registry}/e2e/hello:v1")
+    kube.apply(f"/apis/{GROUP}/{VERSION}/namespaces/{app_ns}/wasmapps/hello", app)
     eventually(lambda: is_ready(kube, app_ns, "hello"), within=120, what="hello Ready")
     _figure("wasmapp_apply_to_ready_s", round(time.monotonic() - start, 2))
 
