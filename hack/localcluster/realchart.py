@@ -67,7 +67,7 @@ def install(plane: ControlPlane, refs: Mapping[str, str], node_registry: str) ->
 
 
 def hello_app(namespace: str, image: str) -> dict[str, Any]:
-    """A one-replica HTTP WasmApp placed on the real node's agent."""
+    """A one-replica HTTP WasmApp: the real node's agent is the only one the chart runs here."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "WasmApp",
@@ -76,6 +76,5 @@ def hello_app(namespace: str, image: str) -> dict[str, Any]:
             "module": {"image": image},
             "replicas": 1,
             "trigger": {"http": {"path": "/hello"}},
-            "placement": {"nodeSelector": {REAL_LABEL: "true"}},
         },
     }
