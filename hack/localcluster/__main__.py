@@ -106,7 +106,7 @@ def up(name: str, nodes: int, *, testnet: bool = True, real_nodes: int = 0) -> i
         state["testnet"] = net.describe()
     state["registry"] = registry.address
     state["procs"] = [p.to_dict() for p in plane.procs] + [
-        {"name": r.workdir.name, "pid": r.pid, "log": r.log} for r in registries
+        {"name": f"docker-{r.workdir.name}", "pid": r.pid, "log": r.log} for r in registries
     ]
     if node is not None:
         state["realnode"] = node.describe()
