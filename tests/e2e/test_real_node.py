@@ -168,7 +168,9 @@ def test_chart_images_run_on_a_real_node(
     via_service = f"http://{cluster_ip}/hello"
 
     def hello_from_node() -> str:
-        out = rc.on_node(["curl", "-s", "-m", "5", via_service])
+        """kube-proxy REJECTs until it has synced the app's EndpointSlice: retried."""
+        argv = rc.node.nsenter(["curl", "-s", "-m", "5", via_service])
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
         return out if "Hello from C" in out else ""
 
     body = eventually(
