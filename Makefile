@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/hack
 
-.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart
+.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,8 +58,15 @@ test-integration: setup ## only tests against real servers
 	$(PY) -m pytest tests/integration
 	$(PY) -m pytest tests/e2e
 
-up: setup ## start a local control plane (3 kwok Nodes) and an OCI registry; prints KUBECONFIG= and REGISTRY=
-	@$(PY) -m localcluster up
+# REAL_NODES=1 adds a real kubelet Node (containerd, kube-proxy, a CNI bridge) next to the kwok ones.
+REAL_NODES ?= 0
+export REAL_NODES
+
+up: setup ## start a local control plane (3 kwok Nodes) and an OCI registry; prints KUBECONFIG= and REGISTRY= (REAL_NODES=1: and a kubelet Node)
+	@$(PY) -m localcluster up --real-nodes=$(REAL_NODES)
+
+images: setup ## build the operator and agent images with podman, offline (mmdebstrap bases cached in ~/.cache/shoal)
+	@$(PY) -m localcluster.images
 
 down: ## stop everything `make up` started
 	@if [ -x $(PY) ]; then $(PY) -m localcluster down; fi
@@ -67,7 +74,7 @@ down: ## stop everything `make up` started
 status: ## what `make up` started, and whether it still runs
 	@$(PY) -m localcluster status
 
-demo: setup ## bring up a local cluster with Shoal and run the demo
+demo: setup ## bring up a local cluster with Shoal and run the demo (REAL_NODES=1: the chart's images on a real kubelet Node)
 	@$(PY) hack/demo.py
 
 clean: down ## remove local build outputs (the tool cache in ~/.cache/shoal stays)

@@ -39,7 +39,8 @@ k8s_out="$bin_root/kubernetes-$k8s_version"
 vpkg=k8s.io/component-base/version
 ldk="-X $vpkg.gitVersion=$k8s_version -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$(cut -d. -f2 <<<"$k8s_version") -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
 ldk="$ldk -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version"
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+# kubelet and kube-proxy run the real node of `make up REAL_NODES=1` (hack/localcluster/realnode.py).
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
   build "$k8s_dir" "$k8s_out" "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$ldk"
 done
 build "$k8s_dir" "$k8s_out" etcd ./etcd

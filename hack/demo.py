@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -247,6 +248,10 @@ Stop everything: make down"""
 
 
 def main() -> int:
+    if os.environ.get("REAL_NODES", "0") not in ("", "0"):
+        import demo_realnode
+
+        return demo_realnode.main()
     started = time.monotonic()
     step("local control plane and registry (make up)")
     if up(CLUSTER, 3) != 0:

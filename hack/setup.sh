@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 debs=(docker-registry redis-server mariadb-server prometheus runc busybox-static wrk
-      clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt curl ca-certificates)
+      clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt curl ca-certificates
+      podman buildah mmdebstrap containerd containernetworking-plugins iptables conntrack)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

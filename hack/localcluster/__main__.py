@@ -37,7 +37,7 @@ def _procs(state: dict[str, object]) -> list[Proc]:
     return [Proc.from_dict(p) for p in raw]
 
 
-def up(name: str, nodes: int, *, testnet: bool = True) -> int:
+def up(name: str, nodes: int, *, testnet: bool = True, real_nodes: int = 0) -> int:
     if (state := _load(name)) is not None and any(p.alive() for p in _procs(state)):
         print(f"cluster {name!r} is already up", file=sys.stderr)
         _print_addresses(state)
@@ -54,17 +54,50 @@ def up(name: str, nodes: int, *, testnet: bool = True) -> int:
                 f"cannot create the test network: {e}\n(use --no-testnet to run without it)", file=sys.stderr
             )
             return 1
+    if real_nodes and net is None:
+        print("a real node needs the test network (drop --no-testnet)", file=sys.stderr)
+        return 1
+    if real_nodes > 1:
+        print("only one real node is supported (REAL_NODES=1)", file=sys.stderr)
+        return 1
     plane = ControlPlane(workdir=workdir, nodes=nodes)
     if net is not None:
         plane.pod_cidr = net.pod_cidr
+    if real_nodes and net is not None:
+        plane.bind_address = net.root_ip
+        plane.kwok_node_selector = "type=kwok"
+    from .registry import Registry
+
+    registries: list[Registry] = []
+    node = None
     try:
         plane.start()
         state = plane.describe()
-        from .registry import Registry
-
         registry = Registry(workdir=workdir / "registry")
         registry.start()
+        registries.append(registry)
+        if real_nodes and net is not None:
+            from .realnode import RealNode
+
+            # The same images, served on the test network: the node's containerd and its pods pull here.
+            node_registry = Registry(
+                workdir=workdir / "registry-node", host=net.root_ip, shared_storage=registry.storage_dir
+            )
+            node_registry.start()
+            registries.append(node_registry)
+            print("starting the real node (containerd, kubelet, kube-proxy) ...", file=sys.stderr)
+            node = RealNode(
+                cluster=name,
+                workdir=workdir / "node",
+                index=net.index,
+                server=plane.server,
+                registry=node_registry.address,
+                pki_dir=plane.pki_dir,
+            )
+            node.start()
     except BaseException:
+        for r in registries:
+            r.stop()
         plane.stop()
         if net is not None:
             net.stop()
@@ -73,8 +106,11 @@ def up(name: str, nodes: int, *, testnet: bool = True) -> int:
         state["testnet"] = net.describe()
     state["registry"] = registry.address
     state["procs"] = [p.to_dict() for p in plane.procs] + [
-        {"name": "docker-registry", "pid": registry.pid, "log": registry.log}
+        {"name": f"docker-{r.workdir.name}", "pid": r.pid, "log": r.log} for r in registries
     ]
+    if node is not None:
+        state["realnode"] = node.describe()
+        state["node_registry"] = node.registry
     _state_path(name).write_text(json.dumps(state, indent=2))
     _print_addresses(state)
     return 0
@@ -83,6 +119,8 @@ def up(name: str, nodes: int, *, testnet: bool = True) -> int:
 def _print_addresses(state: dict[str, object]) -> None:
     print(f"KUBECONFIG={state['kubeconfig']}")
     print(f"REGISTRY={state.get('registry', '')}")
+    if state.get("node_registry"):
+        print(f"NODE_REGISTRY={state['node_registry']}")
     net = state.get("testnet")
     if isinstance(net, dict):
         print(f"TESTNET={TestNet.from_description(net).netns}")
@@ -93,6 +131,12 @@ def down(name: str) -> int:
     if state is None:
         print(f"cluster {name!r} is not up", file=sys.stderr)
         return 0
+    real = state.get("realnode")
+    if isinstance(real, dict):
+        from .realnode import RealNode
+
+        RealNode.from_description(real).stop()
+        print(f"stopped the real node {real['name']} (containers, mounts, netns removed)", file=sys.stderr)
     for proc in reversed(_procs(state)):
         stop(proc)
         print(f"stopped {proc.name} (pid {proc.pid})", file=sys.stderr)
@@ -111,6 +155,11 @@ def status(name: str) -> int:
         return 1
     _print_addresses(state)
     procs = _procs(state)
+    real = state.get("realnode")
+    if isinstance(real, dict):
+        from .realnode import RealNode
+
+        procs += RealNode.from_description(real).procs
     for proc in procs:
         print(f"{proc.name:<26} pid {proc.pid:<8} {'running' if proc.alive() else 'STOPPED'}  log {proc.log}")
     return 0 if all(p.alive() for p in procs) else 1
@@ -127,9 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="do not create the test network (needs root)",
     )
+    parser.add_argument(
+        "--real-nodes",
+        type=int,
+        default=0,
+        help="also run a real kubelet Node (containerd, kube-proxy, CNI bridge; 0 or 1)",
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up(args.name, args.nodes, testnet=args.testnet)
+        return up(args.name, args.nodes, testnet=args.testnet, real_nodes=args.real_nodes)
     if args.command == "down":
         return down(args.name)
     return status(args.name)

@@ -47,8 +47,8 @@ class Release:
     def service_account(self, component: str) -> str:
         return f"{self.fullname}-{component}"
 
-    def install(self, timeout: int = 180) -> str:
-        """`helm upgrade --install --wait`: idempotent, so `make demo` can run twice."""
+    def install(self, timeout: int = 180, *, wait: bool = True) -> str:
+        """`helm upgrade --install [--wait]`: idempotent, so `make demo` can run twice."""
         done = subprocess.run(
             [
                 tool("helm"),
@@ -60,7 +60,7 @@ class Release:
                 "--namespace",
                 self.namespace,
                 "--create-namespace",
-                "--wait",
+                *(["--wait"] if wait else []),
                 f"--timeout={timeout}s",
                 *self.values,
             ],

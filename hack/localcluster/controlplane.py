@@ -45,6 +45,13 @@ class ControlPlane:
     procs: list[Proc] = field(default_factory=list)
     api_port: int = 0
     kubeconfig: Path = field(init=False)
+    bind_address: str = "127.0.0.1"
+    """Where kube-apiserver binds and what it advertises: loopback, or (with a real node) the test
+    network's root-side address, which the node and its pods reach; the `kubernetes` Service then gets
+    that endpoint and kubelets are reached at their InternalIP (`kubectl logs`)."""
+    kwok_node_selector: str | None = None
+    """kwok manages only Nodes with this label (`type=kwok`) instead of every Node: with a real kubelet
+    in the cluster kwok must not take its Node over (fake pod status, a fight for the Lease)."""
     _component_argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
     """kube-controller-manager's and kube-scheduler's command lines, without the port and extra flags."""
 
@@ -54,7 +61,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.bind_address}:{self.api_port}"
 
     @property
     def pki_dir(self) -> Path:
@@ -114,21 +121,21 @@ class ControlPlane:
             [
                 str(bins / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={self.api_port}",
                 f"--cert-dir={p}",
                 f"--tls-cert-file={p / 'apiserver.crt'}",
                 f"--tls-private-key-file={p / 'apiserver.key'}",
                 f"--client-ca-file={ca.cert}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=RBAC" if self._loopback else "--authorization-mode=Node,RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
                 "--allow-privileged=true",
                 # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject.
-                "--endpoint-reconciler-type=none",
+                *(["--endpoint-reconciler-type=none"] if self._loopback else self._real_node_args()),
                 "--v=1",
             ],
             log_dir=logs,
@@ -177,7 +184,11 @@ class ControlPlane:
             [
                 str(bins / "kwok"),
                 f"--kubeconfig={kwok_kubeconfig}",
-                "--manage-all-nodes=true",
+                *(
+                    [f"--manage-nodes-with-label-selector={self.kwok_node_selector}"]
+                    if self.kwok_node_selector
+                    else ["--manage-all-nodes=true"]
+                ),
                 f"--server-address=127.0.0.1:{free_port()}",
                 f"--cidr={self.pod_cidr}",
                 "--node-ip=10.240.0.1",
@@ -198,6 +209,18 @@ class ControlPlane:
             what="the default ServiceAccount",
             timeout=60,
         )
+
+    @property
+    def _loopback(self) -> bool:
+        return self.bind_address.startswith("127.")
+
+    def _real_node_args(self) -> list[str]:
+        p = self.pki_dir
+        return [
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+        ]
 
     def restart(self, component: str, extra_args: Sequence[str] = ()) -> None:
         """Restart kube-controller-manager or kube-scheduler with `extra_args` added to its usual
@@ -242,7 +265,7 @@ class ControlPlane:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ips=("127.0.0.1", "10.96.0.1"),
+            ips=tuple(dict.fromkeys(("127.0.0.1", "10.96.0.1", self.bind_address))),
         )
         pki.issue(ca, d, "admin", cn="shoal-admin", orgs=("system:masters",))
         # The controller-manager mints one ServiceAccount per controller (use-service-account-credentials)
@@ -251,6 +274,14 @@ class ControlPlane:
         pki.issue(ca, d, "kube-scheduler", cn="system:kube-scheduler")
         # kwok plays every kubelet at once; the Node authorizer's per-node identities do not fit it.
         pki.issue(ca, d, "kwok", cn="kwok", orgs=("system:masters",))
+        if not self._loopback:  # the apiserver's client certificate towards kubelets (logs, exec)
+            pki.issue(
+                ca,
+                d,
+                "apiserver-kubelet-client",
+                cn="kube-apiserver-kubelet-client",
+                orgs=("system:masters",),
+            )
         return ca, pki.make_service_account_key(d)
 
     def _write_kubeconfig(self, path: Path, user: str) -> None:
@@ -365,6 +396,7 @@ class ControlPlane:
             "kubeconfig": str(self.kubeconfig),
             "server": self.server,
             "pod_cidr": self.pod_cidr,
+            "bind_address": self.bind_address,
             "procs": [p.to_dict() for p in self.procs],
         }
 
@@ -373,6 +405,7 @@ class ControlPlane:
         """A handle on a running control plane from `describe()` (no processes of its own)."""
         plane = cls(workdir=Path(state["workdir"]), pod_cidr=str(state.get("pod_cidr", POD_CIDR)))
         plane.api_port = int(str(state["server"]).rsplit(":", 1)[1])
+        plane.bind_address = str(state.get("bind_address", "127.0.0.1"))
         return plane
 
 

@@ -52,6 +52,10 @@ class Registry:
     users: Mapping[str, str] | None = None  # user -> password: enables htpasswd auth
     binary: str = REGISTRY_BINARY
     ready_timeout: float = 20.0
+    host: str = "127.0.0.1"
+    """The address to bind: loopback, or the test network's for a real node's containerd and pods."""
+    shared_storage: Path | None = None
+    """Serve another registry's storage (a second listener on another address for the same images)."""
     _proc: Proc | None = field(default=None, init=False, repr=False)
     _port: int = field(default=0, init=False, repr=False)
 
@@ -60,7 +64,7 @@ class Registry:
         """host:port, as used in image references."""
         if not self._port:
             raise RuntimeError("registry not started")
-        return f"127.0.0.1:{self._port}"
+        return f"{self.host}:{self._port}"
 
     @property
     def url(self) -> str:
@@ -79,7 +83,7 @@ class Registry:
     @property
     def storage_dir(self) -> Path:
         """Distribution's filesystem root; tests reach in here to corrupt blobs on purpose."""
-        return self.workdir / "storage"
+        return self.shared_storage or self.workdir / "storage"
 
     @property
     def config_path(self) -> Path:
@@ -100,7 +104,7 @@ class Registry:
                 "maintenance": {"uploadpurging": {"enabled": False}},
             },
             "http": {
-                "addr": f"127.0.0.1:{port}",
+                "addr": f"{self.host}:{port}",
                 "secret": secrets.token_hex(16),
                 "headers": {"X-Content-Type-Options": ["nosniff"]},
             },
@@ -128,8 +132,8 @@ class Registry:
             self._proc, self._port = proc, port
             try:
                 wait_until(
-                    functools.partial(_v2_answers, f"http://127.0.0.1:{port}/v2/"),
-                    what=f"docker-registry on 127.0.0.1:{port}",
+                    functools.partial(_v2_answers, f"http://{self.host}:{port}/v2/"),
+                    what=f"docker-registry on {self.host}:{port}",
                     timeout=self.ready_timeout,
                     proc=proc,
                 )

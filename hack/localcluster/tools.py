@@ -13,6 +13,8 @@ TOOLS = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
+    "kube-proxy",
     "kwok",
     "helm",
     "oras",

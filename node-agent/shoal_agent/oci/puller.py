@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -59,11 +60,17 @@ class PullStats:
     blob_fetches: int = 0
 
 
+def insecure_from_env(env: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(h.strip() for h in env.get("SHOAL_INSECURE_REGISTRIES", "").split(",") if h.strip())
+
+
 @dataclass
 class ArtifactPuller:
     cache_root: Path
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
-    insecure_registries: Collection[str] = ()  # host[:port] reached over plain http
+    # host[:port] reached over plain http; by default those in SHOAL_INSECURE_REGISTRIES (comma-separated),
+    # e.g. a cluster-internal registry the chart's agent and operator reach by its Service address.
+    insecure_registries: Collection[str] = field(default_factory=lambda: insecure_from_env(os.environ))
     plain_http_loopback: bool = True  # 127.0.0.1/localhost/[::1] registries use plain http
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_timeout: float = 30.0
