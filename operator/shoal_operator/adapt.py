@@ -182,6 +182,7 @@ def app_status(
     *,
     placements: Sequence[WasmPlacement],
     fresh_agents: frozenset[str],
+    serving_agents: frozenset[str] | None = None,
     decision: AppDecision | None,
     digest: str | None,
     dependencies: tuple[bool, str, str],
@@ -192,10 +193,12 @@ def app_status(
 
     `problem` is (reason, message) of something that stops progress entirely: an invalid reference,
     a module tag that does not resolve. It makes Scheduled False and Degraded True.
+    `serving_agents` (default: `fresh_agents`) are the agents whose placements count as ready.
     """
     old = app.status or WasmAppStatus()
     live = [p for p in placements if p.metadata.deletion_timestamp is None]
-    ready = [p for p in live if is_ready(p) and p.spec.node_name in fresh_agents]
+    serving = fresh_agents if serving_agents is None else serving_agents
+    ready = [p for p in live if is_ready(p) and p.spec.node_name in serving]
     desired = app.spec.replicas
     gen = app.metadata.generation
     conditions: list[Condition] = list(old.conditions)

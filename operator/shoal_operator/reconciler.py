@@ -30,6 +30,7 @@ from shoal_operator.config import OperatorConfig
 from shoal_operator.dependencies import dependency_endpoints, generate_password, render_dependency
 from shoal_operator.events import EventRecorder
 from shoal_operator.kube import Kube
+from shoal_operator.liveness import AgentLinks
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.resolver import DigestResolver, ResolveError
 from shoal_operator.scheduling import AppDecision, diff_placements, iter_decisions, next_toleration_expiry
@@ -66,6 +67,11 @@ class Reconciler:
     _generation_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
     _last_message: dict[str, str] = field(default_factory=dict)
     _fresh_agents: frozenset[str] = frozenset()
+    """Agents with a live Lease: where placements may stay."""
+    _serving_agents: frozenset[str] = frozenset()
+    """Fresh agents whose `/livez` link is not down or starting: whose placements count as ready."""
+    links: AgentLinks | None = None
+    """The agents' `/livez` streams (liveness.py); None: Leases alone decide readiness."""
     _published: dict[str, dict[str, str]] = field(default_factory=dict)
     """App key -> kind/name -> the Service or EndpointSlice last written, so that unchanged ones
     (the Service, whenever only readiness changes) are not rewritten."""
@@ -140,6 +146,10 @@ class Reconciler:
                 for key in batch:
                     self._retry_later(key)
 
+    def links_changed(self) -> None:
+        """An agent link changed state: look again at once, not at the next tick."""
+        self._wake.set()
+
     def _check_agents(self) -> None:
         fresh = self.cache.fresh_agents(self.clock())
         if fresh != self._fresh_agents:
@@ -149,6 +159,19 @@ class Reconciler:
                 logger.info("agent heartbeat expired on %s: rescheduling their placements", sorted(lost))
             self._fresh_agents = fresh
             self.cache.topology_epoch += 1  # a heartbeat expiring is a change no watch event reports
+            self.enqueue_affected_by_nodes(frozenset(changed))
+        withdrawn = frozenset[str]()
+        if self.links is not None:
+            self.links.sync(self.cache.link_targets())
+            withdrawn = self.links.withdrawn()
+        serving = fresh - withdrawn
+        if serving != self._serving_agents:
+            # Readiness only: no new scheduling decision (the topology epoch stays), so an agent
+            # restarting within its Lease keeps its placements and serves them from its caches.
+            changed = serving.symmetric_difference(self._serving_agents)
+            if newly := (self._serving_agents - serving) & withdrawn:
+                logger.info("agent link down or starting on %s: withdrawing its addresses", sorted(newly))
+            self._serving_agents = serving
             self.enqueue_affected_by_nodes(frozenset(changed))
 
     # --- one batch ------------------------------------------------------------------------------
@@ -403,6 +426,7 @@ class Reconciler:
             app,
             placements=placements,
             fresh_agents=self._fresh_agents,
+            serving_agents=self._serving_agents,
             decision=decision,
             digest=prep.digest or (app.status.resolved_digest if app.status else None),
             dependencies=adapt.dependencies_condition(app, dep_pods),
@@ -435,7 +459,7 @@ class Reconciler:
             agent = self.cache.agents.get(p.spec.node_name)
             if p.metadata.deletion_timestamp is not None or agent is None or agent.endpoint is None:
                 continue
-            ready = adapt.is_ready(p) and p.spec.node_name in self._fresh_agents
+            ready = adapt.is_ready(p) and p.spec.node_name in self._serving_agents
             members.append(
                 endpoints.AgentEndpoint(p.spec.node_name, agent.endpoint[0], agent.endpoint[1], ready)
             )
@@ -477,7 +501,7 @@ class Reconciler:
         actions = diff_placements(
             desired_nodes=decision.nodes,
             template_hash=template_hash,
-            actual=adapt.actual_placements(placements, fresh_agents=self._fresh_agents),
+            actual=adapt.actual_placements(placements, fresh_agents=self._serving_agents),
             replicas=app.spec.replicas,
             max_unavailable=app.spec.rollout.resolve_max_unavailable(replicas=app.spec.replicas),
         )
