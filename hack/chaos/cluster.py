@@ -38,13 +38,54 @@ class Cluster:
     wasm: Path
     """Folder of the built example modules."""
 
-    def push(self, name: str, tag: str = "v1") -> str:
-        """Push hack/examples' `name` as <registry>/chaos/<name>:<tag>; returns the image reference."""
+    def push(self, name: str, tag: str = "v1", *, repository: str = "") -> str:
+        """Push hack/examples' `name` as <registry>/chaos/<repository or name>:<tag>; returns the image
+        reference."""
         from shoal_agent.oci import WasmFormat, push_wasm
 
-        image = f"{self.registry.address}/chaos/{name}:{tag}"
+        image = f"{self.registry.address}/chaos/{repository or name}:{tag}"
         push_wasm(image, self.wasm / f"{name}.wasm", WasmFormat.WASM_ARTIFACT)
         return image
+
+    def placements(self, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.kube.get(f"{APPS}/namespaces/{namespace}/wasmplacements")["items"]
+        return items
+
+    def apps(self, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.kube.get(f"{APPS}/namespaces/{namespace}/wasmapps")["items"]
+        return items
+
+    def kill_operator(self) -> None:
+        run = self.shoal.operator
+        assert run is not None and run.proc is not None
+        os.kill(run.proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while run.proc.alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        run.proc = None
+
+    def operator_alive(self) -> bool:
+        run = self.shoal.operator
+        return run is not None and run.proc is not None and run.proc.alive()
+
+    def pids(self) -> dict[str, int]:
+        """process name -> PID of the operator and every agent running now."""
+        out = {f"agent-{n}": a.proc.pid for n, a in self.shoal.agents.items() if a.proc and a.proc.alive()}
+        if self.shoal.operator is not None and self.shoal.operator.proc is not None:
+            out["operator"] = self.shoal.operator.proc.pid
+        return out
+
+    def scrape(self) -> dict[str, str]:
+        """process name -> its /metrics text ("" when it did not answer)."""
+        from chaos.load import get_text
+
+        out = {
+            f"agent-{n}": get_text((a.http_host, a.metrics_port), "/metrics")
+            for n, a in self.shoal.agents.items()
+        }
+        if self.shoal.operator is not None:
+            out["operator"] = get_text(("127.0.0.1", self.shoal.operator.metrics_port), "/metrics")
+        return out
 
     def namespace(self, name: str) -> str:
         if not self.kube.exists(f"/api/v1/namespaces/{name}"):

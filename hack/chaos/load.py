@@ -27,16 +27,34 @@ def ready_addresses(kube: KubeHttp, namespace: str, service: str) -> frozenset[A
     return frozenset(slice_addresses(kube, namespace, service))
 
 
-def get(address: Address, path: str, *, timeout: float = REQUEST_TIMEOUT_SECONDS) -> tuple[int, str]:
-    """(status, error): one GET on a fresh connection, status 0 when it failed below HTTP."""
+def get(
+    address: Address, path: str, *, host: str | None = None, timeout: float = REQUEST_TIMEOUT_SECONDS
+) -> tuple[int, str]:
+    """(status, error): one GET on a fresh connection, status 0 when it failed below HTTP. `host` is
+    the Host header a client calling the Service by name sends (`<app>.<namespace>.svc`): apps in
+    different namespaces may share a path on an agent, their Service names never collide."""
     conn = http.client.HTTPConnection(address[0], address[1], timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Host": host} if host else {})
         response = conn.getresponse()
         response.read()
         return response.status, ""
     except (OSError, http.client.HTTPException) as e:
         return 0, type(e).__name__
+    finally:
+        conn.close()
+
+
+def get_text(address: Address, path: str, *, host: str | None = None, timeout: float = 5.0) -> str:
+    """The body of a 200 answer, or "" (a scrape of a process that may be down)."""
+    conn = http.client.HTTPConnection(address[0], address[1], timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host} if host else {})
+        response = conn.getresponse()
+        body = response.read()
+        return body.decode(errors="replace") if response.status == 200 else ""
+    except (OSError, http.client.HTTPException):
+        return ""
     finally:
         conn.close()
 
@@ -77,6 +95,10 @@ class Routes:
         while not self._stop.is_set() and time.monotonic() < deadline:
             self._poll()
             self._stop.wait(ROUTE_POLL_SECONDS)
+
+    @property
+    def host(self) -> str:
+        return f"{self.service}.{self.namespace}.svc"
 
     def current(self) -> tuple[Address, ...]:
         with self._lock:
@@ -128,7 +150,7 @@ class Load:
                 continue
             address = routed[n % len(routed)]
             started = time.monotonic()
-            status, error = get(address, self.path)
+            status, error = get(address, self.path, host=self.routes.host)
             outcome = Outcome(started, address, status, time.monotonic() - started, error)
             with self._lock:
                 self.outcomes.append(outcome)

@@ -13,8 +13,13 @@ from chaos.figures import (
     RouteSample,
     failed,
     first_time,
+    metric_sum,
+    parse_proc_status,
+    placement_audit,
     quantile,
+    series_count,
     slope_per_minute,
+    storm_plan,
     table,
 )
 
@@ -56,6 +61,9 @@ def test_verdicts_say_which_goal_was_missed() -> None:
     assert not missed.passed
     assert missed.verdict() == "s: GOAL MISSED (x_s=4.500 > 3, y=nan > 0)"
     assert Result("s", error="boom").verdict() == "s: ERROR boom"
+    served = Result("s", {"n": 2}, [Goal("n", 3, at_least=True)])
+    assert served.verdict() == "s: GOAL MISSED (n=2 < 3)"
+    assert Result("s", {"n": 3}, [Goal("n", 3, at_least=True)]).verdict() == "s: PASS (n >= 3)"
     assert missed.lines() == ["x_s=4.500", "y=nan"]
     rendered = table([ok, missed])
     assert "MISSED" in rendered and rendered.splitlines()[0].split() == [
@@ -64,3 +72,35 @@ def test_verdicts_say_which_goal_was_missed() -> None:
         "value",
         "goal",
     ]
+
+
+def test_storm_plan_is_seeded_and_consistent() -> None:
+    plan = storm_plan(200, apps=30, seed=7)
+    assert plan == storm_plan(200, apps=30, seed=7) and len(plan) == 200
+    present: set[str] = set()
+    for op in plan:
+        if op.verb == "create":
+            assert op.app not in present and 1 <= op.replicas <= 3
+            present.add(op.app)
+        else:
+            assert op.app in present, op
+            if op.verb == "delete":
+                present.discard(op.app)
+    assert {op.verb for op in plan} == {"create", "scale", "update", "delete"}
+
+
+def test_placement_audit() -> None:
+    desired = {"a": 2, "b": 1}
+    assert placement_audit(desired, [("a", "n1"), ("a", "n2"), ("b", "n1")]) == (0, 0)
+    assert placement_audit(desired, [("a", "n1"), ("a", "n2"), ("a", "n3"), ("gone", "n1")]) == (2, 1)
+    assert placement_audit(desired, [("a", "n1"), ("a", "n1"), ("b", "n2")]) == (1, 0)
+
+
+def test_metric_text_and_proc_status() -> None:
+    text = (
+        "# HELP x_total a\n# TYPE x_total counter\n"
+        'x_total{a="1"} 2.0\nx_total{a="2"} 3\nx_total_other 100\nx_total 1e1\n'
+    )
+    assert metric_sum(text, "x_total") == 15
+    assert series_count(text) == 4
+    assert parse_proc_status("Name:\tpython\nVmRSS:\t  12345 kB\nThreads:\t7\n") == (12345, 7)
