@@ -366,6 +366,8 @@ def soak(c: Cluster, profile: Profile) -> Result:
     churn_errors: list[str] = []
     stop = threading.Event()
 
+    created: list[str] = []
+
     def churn() -> None:
         alive: list[str] = []
         for i in range(int(duration / 3) + 1):
@@ -375,6 +377,7 @@ def soak(c: Cluster, profile: Profile) -> Result:
                 name = f"churn-{i}"
                 c.apply_app(ns, name, hello_spec(image, 1 + i % 2))
                 alive.append(name)
+                created.append(name)
                 if len(alive) > 1:  # an update of the previous one: a new template to roll
                     c.apply_app(ns, alive[-2], hello_spec(image, 1, env=[{"name": "I", "value": str(i)}]))
                 if len(alive) > 3:
@@ -418,8 +421,14 @@ def soak(c: Cluster, profile: Profile) -> Result:
             ]
             worst = max(slopes, key=abs) if slopes else None
             result.figures[f"soak_{who}_{what}_slope_{unit}_per_min"] = worst
+    result.figures["soak_apps_created"] = len(created)
     result.figures["soak_metric_series_before"] = series_before
     result.figures["soak_metric_series_after"] = series_after
+    # At most 4 churn apps exist at any time: series that grow with the number of apps ever created
+    # (instead of the number present) are a leak.
+    result.figures["soak_metric_series_per_app_created"] = (series_after - series_before) / max(
+        1, len(created)
+    )
     for name in [a["metadata"]["name"] for a in c.apps(ns)]:
         c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{name}")
     return result

@@ -479,14 +479,18 @@ class PlacementManager:
         if worker is None:
             return
         log.info("placement %s/%s removed; draining", *key)
-        task = asyncio.create_task(
-            worker.drain(
-                reason="placement is being deleted", grace=self.ctx.cfg.grace_seconds, write_status=deleting
-            )
-        )
+        task = asyncio.create_task(self._drain_and_forget(worker, deleting=deleting))
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
         self.publish()
+
+    async def _drain_and_forget(self, worker: PlacementWorker, *, deleting: bool) -> None:
+        await worker.drain(
+            reason="placement is being deleted", grace=self.ctx.cfg.grace_seconds, write_status=deleting
+        )
+        # Unless the app came back meanwhile (a new worker now owns its series).
+        if not any(w.namespace == worker.namespace and w.app == worker.app for w in self.workers.values()):
+            self.ctx.metrics.forget_app(worker.namespace, worker.app)
 
     # --- shutdown -----------------------------------------------------------------------------------
 
