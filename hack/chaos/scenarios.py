@@ -4,6 +4,7 @@ records that as the scenario's error and goes on with the next one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -25,6 +26,7 @@ from chaos.figures import (
     metric_sum,
     parse_proc_status,
     placement_audit,
+    quantile,
     series_count,
     slope_per_minute,
     storm_plan,
@@ -44,7 +46,7 @@ class Profile:
 
     @property
     def soak_seconds(self) -> float:
-        return 60.0 if self.short else 600.0
+        return 45.0 if self.short else 600.0
 
     @property
     def storm(self) -> tuple[int, int]:
@@ -248,7 +250,11 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
     rng = random.Random(12)
     errors: list[str] = []
     driver = threading.Thread(
-        target=storm_driver, args=(c, ns, image, plan), kwargs={"seconds": kills * 3.0, "errors": errors}
+        # Paced to last about as long as the kills (a kill and restart take ~5 s here), so the last
+        # restarted operator still has changes to catch up with.
+        target=storm_driver,
+        args=(c, ns, image, plan),
+        kwargs={"seconds": kills * 5.0, "errors": errors},
     )
     driver.start()
     restarts: list[float] = []
@@ -260,7 +266,7 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
             c.shoal.start_operator()  # returns once its metrics answer: not yet leading or warm
             restarts.append(time.monotonic() - began)
     finally:
-        driver.join(timeout=kills * 3.0 + 120)
+        driver.join(timeout=kills * 5.0 + 120)
     settled_from = time.monotonic()
     desired: dict[str, int] = {}
     audit = (-1, -1)
@@ -341,6 +347,130 @@ def apiserver_restart(c: Cluster, profile: Profile) -> Result:
     result.figures["apiserver_restart_no_route"] = load.no_route
     if why := causes(outcomes, start=began):
         result.notes.append(f"failures: {why}")
+    return result
+
+
+def condition(app: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = [c for c in (app.get("status") or {}).get("conditions") or [] if c.get("type") == type_]
+    return found[0] if found else {}
+
+
+def registry_down(c: Cluster, profile: Profile) -> Result:
+    """Stop the registry; scale a running app from 1 to 3 replicas (its digest is pinned; the new
+    nodes' agents have those bytes cached from earlier scenarios or must pull them), and create an app
+    whose tag was never resolved. Then start the registry again. Figures: the scaled app's ready
+    replicas while the registry is down, whether the new app's condition names the registry, and how
+    long the new app took to become Ready once the registry was back."""
+    result = Result(
+        "registry_down",
+        goals=[
+            Goal("registry_down_scaled_ready", 3, at_least=True),
+            Goal("registry_down_uncached_names_registry", 1, at_least=True),
+        ],
+    )
+    ns = c.namespace("chaos-registry")
+    cached = c.push("hello-c", "v1", repository="registry-cached")
+    fresh = c.push("cgi-echo", "v1", repository="registry-fresh")
+    c.apply_app(ns, "cached", hello_spec(cached, 1))
+    c.wait_ready(ns, "cached")
+    c.registry.stop()
+    try:
+        c.kube.merge_patch(f"{APPS}/namespaces/{ns}/wasmapps/cached/scale", {"spec": {"replicas": 3}})
+        c.apply_app(ns, "fresh", {**hello_spec(fresh, 1), "trigger": {"http": {"path": "/fresh"}}})
+        began = time.monotonic()
+
+        def settled() -> bool:
+            ready = (c.app(ns, "cached").get("status") or {}).get("readyReplicas", 0)
+            return ready >= 3 and bool(condition(c.app(ns, "fresh"), "Degraded").get("message"))
+
+        with contextlib.suppress(TimeoutError):
+            wait_for(settled, within=60, what="the scale-out placed and the new app degraded", interval=0.25)
+        result.figures["registry_down_scaled_ready"] = (c.app(ns, "cached").get("status") or {}).get(
+            "readyReplicas", 0
+        )
+        result.figures["registry_down_scale_s"] = time.monotonic() - began
+        degraded = condition(c.app(ns, "fresh"), "Degraded")
+        result.figures["registry_down_uncached_names_registry"] = int(
+            c.registry.address in degraded.get("message", "")
+        )
+        result.notes.append(f"new app: {degraded.get('reason')}: {degraded.get('message', '')[:120]}")
+    finally:
+        c.registry.start_again()
+    back = time.monotonic()
+    try:
+        wait_for(
+            lambda: (c.app(ns, "fresh").get("status") or {}).get("readyReplicas", 0) >= 1,
+            within=120,
+            what="fresh Ready",
+            interval=0.25,
+        )
+        result.figures["registry_down_recovered_s"] = time.monotonic() - back
+    except TimeoutError:
+        result.figures["registry_down_recovered_s"] = None
+        result.notes.append("the new app was not Ready 120 s after the registry returned")
+    for name in ("cached", "fresh"):
+        c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{name}")
+    return result
+
+
+HOSTILE = (
+    "infinite-loop",
+    "memory-grow",
+    "recursion",
+    "unreachable",
+    "stdout-flood",
+    "undeclared-import",
+    "not-wasm",
+)
+
+
+def hostile_modules(c: Cluster, profile: Profile) -> Result:
+    """A 3-replica hello under load; next to it, one hostile module at a time (3 replicas, 1 s
+    timeout, 16Mi) sent 4 concurrent streams of requests for 5 s. Per module: the hello's p99 and
+    failures in that window; the hostile app's own answers are expected to fail and are not counted."""
+    result = Result("hostile_modules", goals=[Goal("hostile_neighbour_failed", 0)])
+    ns = c.namespace("chaos-hostile")
+    spec = hello_spec(c.push("hello-c", "v1", repository="hostile-neighbour"), 3)
+    with loaded_app(c, ns, "hello", spec, max_seconds=300) as load:
+        time.sleep(3.0)
+        base_end = time.monotonic()
+        result.figures["hostile_baseline_p99_ms"] = 1000 * quantile(
+            [o.seconds for o in load.outcomes if o.started >= base_end - 3.0], 0.99
+        )
+        total_failed = 0
+        for name in HOSTILE:
+            app = f"bad-{name}"
+            try:
+                image = c.push(name, "v1", repository=f"hostile-{name}")
+            except Exception as e:  # not-wasm is refused by the pusher itself: nothing to place
+                result.notes.append(f"{name}: not pushed ({type(e).__name__})")
+                continue
+            c.apply_app(ns, app, {**hello_spec(image, 3), "trigger": {"http": {"path": f"/{name}"}}})
+            time.sleep(1.0)  # loaded (or failed to load) by now on a quiet machine
+            began = time.monotonic()
+            stop_at = began + 5.0
+            host = f"{app}.{ns}.svc"
+
+            def attack(stop_at: float = stop_at, host: str = host) -> None:
+                for _ in range(200):  # bounded in count and time
+                    if time.monotonic() >= stop_at:
+                        return
+                    routed = load.routes.current()
+                    if routed:
+                        get(routed[0], "/", host=host, timeout=2.0)
+
+            attackers = [threading.Thread(target=attack) for _ in range(4)]
+            for t in attackers:
+                t.start()
+            for t in attackers:
+                t.join(timeout=10)
+            window = [o for o in list(load.outcomes) if began <= o.started < stop_at]
+            key = name.replace("-", "_")
+            result.figures[f"hostile_{key}_p99_ms"] = 1000 * quantile([o.seconds for o in window], 0.99)
+            result.figures[f"hostile_{key}_failed"] = failed(window)
+            total_failed += failed(window)
+            c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{app}")
+        result.figures["hostile_neighbour_failed"] = total_failed
     return result
 
 
@@ -439,5 +569,7 @@ SCENARIOS: dict[str, Callable[[Cluster, Profile], Result]] = {
     "rolling_update": rolling_update,
     "operator_kills": operator_kills,
     "apiserver_restart": apiserver_restart,
+    "registry_down": registry_down,
+    "hostile_modules": hostile_modules,
     "soak": soak,
 }

@@ -110,6 +110,17 @@ def cluster_state(cache: ClusterCache, *, now: datetime) -> ClusterState:
     return ClusterState(nodes=tuple(cache.nodes.values()), agents=agents, placements=placements)
 
 
+def pinned_digest(app: WasmApp, placements: Iterable[WasmPlacement]) -> str | None:
+    """The digest this app's live placements run for its current image, if they agree on one: what a
+    new generation (a scale, an env change) keeps running when the registry cannot be asked."""
+    digests = {
+        p.spec.module.digest
+        for p in placements
+        if p.metadata.deletion_timestamp is None and p.spec.module.image == app.spec.module.image
+    }
+    return digests.pop() if len(digests) == 1 else None
+
+
 def placement_spec(
     app: WasmApp, *, node: str, digest: str, dependencies: Sequence[DependencyEndpoint]
 ) -> WasmPlacementSpec:

@@ -47,6 +47,8 @@ class Prepared:
     endpoints: list[DependencyEndpoint] = field(default_factory=list)
     problem: tuple[str, str] | None = None
     """(reason, message) when the spec cannot be acted on."""
+    stale: bool = False
+    """The digest is the one the placements run, kept because the registry could not be asked."""
 
 
 @dataclass
@@ -327,7 +329,12 @@ class Reconciler:
     async def _prepare(self, app: WasmApp) -> Prepared:
         generation = app.metadata.generation or 0
         cached = self._prepared.get(app.key)
-        if cached is not None and cached.generation == generation and cached.problem is None:
+        if (
+            cached is not None
+            and cached.generation == generation
+            and cached.problem is None
+            and not cached.stale
+        ):
             return cached
         prep = Prepared(generation=generation)
         ns = app.metadata.namespace or ""
@@ -338,7 +345,22 @@ class Reconciler:
                 prep.endpoints = dependency_endpoints(app, namespace=ns)
                 prep.digest = await self._resolve_digest(app)
         except ResolveError as e:
-            prep.problem = ("ModuleUnavailable", str(e))
+            kept = adapt.pinned_digest(app, self.cache.app_placements(app.key))
+            if kept is None:
+                prep.problem = ("ModuleUnavailable", str(e))
+            else:
+                # Fail static: a scale-out during a registry outage places the bytes already
+                # running; the lookup is retried, and a tag that moved meanwhile then rolls out.
+                prep.digest, prep.stale = kept, True
+                if self._last_message.get(f"stale:{app.key}") != str(e):
+                    self._last_message[f"stale:{app.key}"] = str(e)
+                    await self.kube.event(
+                        event_ref(app),
+                        type_="Warning",
+                        reason="ModuleUnresolved",
+                        message=f"{e}; keeping {kept}, which the app's placements run",
+                    )
+                self._retry_later(app.key)
         if prep.problem is not None:
             if self._last_message.get(f"problem:{app.key}") != prep.problem[1]:
                 self._last_message[f"problem:{app.key}"] = prep.problem[1]
@@ -346,9 +368,10 @@ class Reconciler:
                     event_ref(app), type_="Warning", reason=prep.problem[0], message=prep.problem[1]
                 )
             self._retry_later(app.key)
-        else:
+        elif not prep.stale:
             self._retry_delay.pop(app.key, None)
             self._last_message.pop(f"problem:{app.key}", None)
+            self._last_message.pop(f"stale:{app.key}", None)
         self._prepared[app.key] = prep
         return prep
 
