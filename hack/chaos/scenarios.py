@@ -356,11 +356,11 @@ def condition(app: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def registry_down(c: Cluster, profile: Profile) -> Result:
-    """Stop the registry; scale a running app from 1 to 3 replicas (its digest is pinned; the new
-    nodes' agents have those bytes cached from earlier scenarios or must pull them), and create an app
-    whose tag was never resolved. Then start the registry again. Figures: the scaled app's ready
-    replicas while the registry is down, whether the new app's condition names the registry, and how
-    long the new app took to become Ready once the registry was back."""
+    """Stop the registry; scale a running app from 1 to 3 replicas (every node's agent has its bytes
+    cached from when it ran 3 replicas before), and create an app whose tag was never resolved. Then
+    start the registry again. Figures: the scaled app's ready replicas while the registry is down,
+    whether the new app's condition names the registry, and how long the new app took to become
+    Ready once the registry was back."""
     result = Result(
         "registry_down",
         goals=[
@@ -371,10 +371,20 @@ def registry_down(c: Cluster, profile: Profile) -> Result:
     ns = c.namespace("chaos-registry")
     cached = c.push("hello-c", "v1", repository="registry-cached")
     fresh = c.push("cgi-echo", "v1", repository="registry-fresh")
-    c.apply_app(ns, "cached", hello_spec(cached, 1))
+    # Every node pulls it once, then it shrinks to one replica: the scale-out below needs no
+    # registry at all, if the operator does not insist on asking it again.
+    c.apply_app(ns, "cached", hello_spec(cached, 3))
     c.wait_ready(ns, "cached")
+    c.kube.merge_patch(f"{APPS}/namespaces/{ns}/wasmapps/cached/scale", {"spec": {"replicas": 1}})
+    wait_for(
+        lambda: len([p for p in c.placements(ns) if not p["metadata"].get("deletionTimestamp")]) == 1,
+        within=60,
+        what="the scale-in",
+        interval=0.25,
+    )
     c.registry.stop()
     try:
+        time.sleep(6.0)  # an outage outlasts the operator's 5 s memory of tag lookups
         c.kube.merge_patch(f"{APPS}/namespaces/{ns}/wasmapps/cached/scale", {"spec": {"replicas": 3}})
         c.apply_app(ns, "fresh", {**hello_spec(fresh, 1), "trigger": {"http": {"path": "/fresh"}}})
         began = time.monotonic()
