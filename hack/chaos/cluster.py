@@ -68,6 +68,14 @@ class Cluster:
         run = self.shoal.operator
         return run is not None and run.proc is not None and run.proc.alive()
 
+    def ensure_operator(self) -> bool:
+        """Start the operator again if it exited (a leader that cannot renew its Lease stops), as its
+        Deployment would; returns whether it had to."""
+        if self.operator_alive():
+            return False
+        self.shoal.start_operator()
+        return True
+
     def pids(self) -> dict[str, int]:
         """process name -> PID of the operator and every agent running now."""
         out = {f"agent-{n}": a.proc.pid for n, a in self.shoal.agents.items() if a.proc and a.proc.alive()}
