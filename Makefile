@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/hack
 
-.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart images
+.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart images chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,11 +45,16 @@ bench-schedule: setup ## 1,000 WasmApps vs 1,000 Deployments over 200 kwok Nodes
 bench-coldstart: setup ## runc vs a request through the agent; HTTP req/s vs aiohttp; memory per app; noisy neighbour; memory budget
 	$(PY) hack/bench/coldstart.py
 
-# Two pytest sessions, each with its own control plane: the e2e tests run real agents, an operator and
-# extra Nodes that must not meet the integration tests' simulated agents and operator.
-test: setup lint test-rust ## lint, then every test (Rust, unit, integration, e2e)
+chaos: setup ## break Shoal under load (agent crash, rolling update, operator kills, apiserver restart, 10-min soak ...): figures and a table
+	$(PY) -m chaos
+
+# Three pytest sessions, each with its own control plane: the e2e tests run real agents, an operator and
+# extra Nodes that must not meet the integration tests' simulated agents and operator, and the chaos
+# suite kills and restarts processes that no other test may share.
+test: setup lint test-rust ## lint, then every test (Rust, unit, integration, e2e, short chaos)
 	$(PY) -m pytest tests/unit tests/integration
 	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest tests/chaos
 
 test-unit: setup ## only the tests that need no servers
 	$(PY) -m pytest -m unit

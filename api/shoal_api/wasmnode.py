@@ -32,6 +32,10 @@ class AgentEndpoint(KubeModel):
     """Pod IP or DNS name."""
     port: int = Field(ge=1, le=65535)
     """Port of the agent's trigger server; the operator points HTTP apps' EndpointSlices at it."""
+    health_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port of the agent's health server. The operator holds its `/livez` stream open: a killed agent
+    closes it at once (its Lease would take seconds to expire), so its addresses leave the
+    EndpointSlices within a second, and come back once the restarted agent serves its placements."""
 
 
 class RuntimeVersions(KubeModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -229,6 +230,20 @@ class ControlPlane:
         index = next(i for i, p in enumerate(self.procs) if p.name == component)
         stop(self.procs[index])
         self.procs[index] = self._spawn_component(component, extra_args)
+
+    def restart_server(self, name: str) -> float:
+        """Stop etcd or kube-apiserver (SIGTERM, as a control-plane upgrade does) and start it again
+        with the same command line (read back from /proc: same ports, same data); returns the
+        seconds until the apiserver answered /readyz again."""
+        index = next(i for i, p in enumerate(self.procs) if p.name == name)
+        argv = Path(f"/proc/{self.procs[index].pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        started = time.monotonic()
+        # kube-apiserver stops listening at once on SIGTERM but then lingers for long-running
+        # requests (watches) until killed; 5 s, then SIGKILL, keeps the outage a restart's length.
+        stop(self.procs[index], timeout=5)
+        self.procs[index] = spawn(name, [a.decode() for a in argv], log_dir=self.workdir / "logs")
+        wait_until(lambda: self._get_ok("/readyz"), what="kube-apiserver /readyz", timeout=120)
+        return time.monotonic() - started
 
     def _spawn_component(self, component: str, extra_args: Sequence[str]) -> Proc:
         port = free_port()

@@ -146,6 +146,21 @@ class Registry:
                     break
         raise RuntimeError(f"docker-registry did not start: {last}")
 
+    def start_again(self) -> None:
+        """Start a stopped registry on its old port and storage: image references name the port."""
+        if self._proc is not None and self._proc.alive():
+            raise RuntimeError(f"registry already running as pid {self._proc.pid}")
+        port = self._port
+        self._proc = spawn(
+            "docker-registry", [self.binary, "serve", str(self.config_path)], log_dir=self.workdir
+        )
+        wait_until(
+            functools.partial(_v2_answers, f"http://127.0.0.1:{port}/v2/"),
+            what=f"docker-registry on 127.0.0.1:{port}",
+            timeout=self.ready_timeout,
+            proc=self._proc,
+        )
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group we started, SIGKILL after `timeout`; idempotent."""
         if self._proc is not None:

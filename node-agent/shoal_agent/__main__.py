@@ -100,6 +100,7 @@ async def run(
             "registered": registration.registered and registration.lease_fresh(),
             "placement watch": manager.watching,
         },
+        settled=lambda: manager.settled,
     )
     try:
         await servers.start(

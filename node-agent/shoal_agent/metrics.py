@@ -12,6 +12,7 @@ below; the agent's own phases (pull, compile, placement) are ordinary prometheus
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -155,6 +156,21 @@ class AgentMetrics:
 
     def for_app(self, namespace: str, app: str) -> AppMetrics:
         return AppMetrics(parent=self, labels=(namespace, app, self.node))
+
+    def forget_app(self, namespace: str, app: str) -> None:
+        """Drop an app's series once it left this node. Apps come and go all day; without this every
+        app ever placed kept ~100 series per agent, and the scrape grew without bound (the chaos
+        soak counted ~180 new series per app created)."""
+        labels = (namespace, app, self.node)
+        for hist, results in (
+            (self.artifact_pull_seconds, PULL_RESULTS),
+            (self.module_compile_seconds, COMPILE_RESULTS),
+        ):
+            for result in results:
+                with contextlib.suppress(KeyError):
+                    hist.remove(*labels, result)
+        with contextlib.suppress(KeyError):
+            self.placement_cold_start_seconds.remove(*labels)
 
 
 @dataclass

@@ -115,6 +115,17 @@ class PlacementWorker:
         self._target: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._reported = False
+        """This process set a status (the one read from the object may be a dead agent's)."""
+
+    @property
+    def settled(self) -> bool:
+        """Serving, done (a finished job, a module that cannot load), or failing and retrying."""
+        return (
+            self.active is not None
+            or (self._task is not None and self._task.done())
+            or (self._reported and self.state == "Failed")
+        )
 
     @property
     def app(self) -> str:
@@ -144,6 +155,7 @@ class PlacementWorker:
         self.status = transition(
             self.status, state=state, ready=ready, message=message, observed_template_hash=self._target, **job
         )
+        self._reported = True
         self.pump.publish(self.status)
         self.ctx.on_change()
 
@@ -386,12 +398,24 @@ class PlacementManager:
         self._removals: set[asyncio.Task[None]] = set()
         self.watch = PlacementWatch(ctx.api, node_selector(ctx.cfg.node_name), self._on_sync, self._on_event)
         self._task: asyncio.Task[None] | None = None
+        self._first_listing: set[tuple[str, str]] | None = None
+        self._settled = False
         ctx.on_change = self.publish
         ctx.forget_module = self._forget_module
 
     @property
     def watching(self) -> bool:
         return self.watch.synced.is_set() and self.watch.healthy
+
+    @property
+    def settled(self) -> bool:
+        """Every placement of the first listing is settled (see `PlacementWorker.settled`). A restarted
+        agent's placements still say Ready from before it died, so the operator (through `/livez`)
+        routes to this agent again only from here on. Latched: a later load (a rolling update) keeps
+        the old version serving meanwhile, which is no reason to withdraw the whole agent."""
+        if not self._settled and self._first_listing is not None:
+            self._settled = all(self.workers[k].settled for k in self._first_listing if k in self.workers)
+        return self._settled
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.watch.run(), name="placement-watch")
@@ -418,6 +442,8 @@ class PlacementManager:
             key = self._apply(obj)
             if key is not None:
                 seen.add(key)
+        if self._first_listing is None:
+            self._first_listing = seen
         for key in set(self.workers) - seen:
             self._remove(key, deleting=False)
 
@@ -453,14 +479,18 @@ class PlacementManager:
         if worker is None:
             return
         log.info("placement %s/%s removed; draining", *key)
-        task = asyncio.create_task(
-            worker.drain(
-                reason="placement is being deleted", grace=self.ctx.cfg.grace_seconds, write_status=deleting
-            )
-        )
+        task = asyncio.create_task(self._drain_and_forget(worker, deleting=deleting))
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
         self.publish()
+
+    async def _drain_and_forget(self, worker: PlacementWorker, *, deleting: bool) -> None:
+        await worker.drain(
+            reason="placement is being deleted", grace=self.ctx.cfg.grace_seconds, write_status=deleting
+        )
+        # Unless the app came back meanwhile (a new worker now owns its series).
+        if not any(w.namespace == worker.namespace and w.app == worker.app for w in self.workers.values()):
+            self.ctx.metrics.forget_app(worker.namespace, worker.app)
 
     # --- shutdown -----------------------------------------------------------------------------------
 

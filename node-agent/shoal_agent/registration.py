@@ -49,7 +49,7 @@ def micro_time(value: datetime) -> str:
 def node_spec(cfg: AgentConfig, *, wasmtime_version: str, agent_version: str) -> WasmNodeSpec:
     return WasmNodeSpec(
         capacity=NodeResources(cpu_millis=cfg.cpu_millis, memory_bytes=cfg.memory_bytes),
-        endpoint=AgentEndpoint(host=cfg.advertise_host, port=cfg.http_port),
+        endpoint=AgentEndpoint(host=cfg.advertise_host, port=cfg.http_port, health_port=cfg.metrics_port),
         runtime=RuntimeVersions(wasmtime=wasmtime_version, agent=agent_version),
         lease=LeaseRef(name=agent_lease_name(cfg.node_name), namespace=cfg.namespace),
     )

@@ -5,7 +5,11 @@
   Connection: close, so clients and Services move on.
 - Metrics/health port (aiohttp, on the agent's event loop): `/metrics` (the agent's own registry),
   `/healthz` (the process is alive and its event loop turns: a ticker must have run recently),
-  `/readyz` (registered with a fresh Lease and the placement watch established, and not draining).
+  `/readyz` (registered with a fresh Lease and the placement watch established, and not draining),
+  `/livez` (a stream the operator holds open: a line every `LIVEZ_EVERY_SECONDS` saying `ready`
+  once the placements the agent started with serve, else `starting` or `draining`. The kernel closes
+  it the moment this process dies, which tells the operator in milliseconds what the Lease would
+  tell it only when it expires).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .serving import Serving
 
 LOOP_TICK_SECONDS = 1.0
 LOOP_STALL_SECONDS = 10.0
+LIVEZ_EVERY_SECONDS = 0.5
 
 
 class AgentServers:
@@ -32,10 +37,12 @@ class AgentServers:
         metrics: AgentMetrics,
         *,
         ready_checks: Callable[[], dict[str, bool]],
+        settled: Callable[[], bool] = lambda: True,
     ) -> None:
         self.serving = serving
         self.metrics = metrics
         self.ready_checks = ready_checks
+        self.settled = settled
         self._draining = False
         self._last_tick = time.monotonic()
         self._ticker: asyncio.Task[None] | None = None
@@ -69,6 +76,21 @@ class AgentServers:
             return web.Response(status=503, text="not ready: " + ", ".join(failing) + "\n")
         return web.Response(text="ok\n")
 
+    def livez_line(self) -> bytes:
+        if self.draining:
+            return b"draining\n"
+        return b"ready\n" if self.settled() and all(self.ready_checks().values()) else b"starting\n"
+
+    async def _livez(self, request: web.Request) -> web.StreamResponse:
+        """Until the client goes away or the server stops (which cancels this handler)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await response.write(self.livez_line())
+                await asyncio.sleep(LIVEZ_EVERY_SECONDS)
+        return response
+
     async def _tick(self) -> None:
         while True:
             self._last_tick = time.monotonic()
@@ -82,6 +104,7 @@ class AgentServers:
         ops_app.router.add_get("/metrics", self._metrics)
         ops_app.router.add_get("/healthz", self._healthz)
         ops_app.router.add_get("/readyz", self._readyz)
+        ops_app.router.add_get("/livez", self._livez)
         runner = web.AppRunner(ops_app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(runner, metrics_host, metrics_port).start()

@@ -27,6 +27,7 @@ from shoal_operator.handlers import register
 from shoal_operator.kopfsettings import operator_settings
 from shoal_operator.kube import Kube, look_up_proxy_once
 from shoal_operator.leader import LeaderElector
+from shoal_operator.liveness import AgentLinks
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.reconciler import Reconciler
 from shoal_operator.resolver import DigestResolver
@@ -78,6 +79,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
             metrics=metrics,
             events=events,
         )
+        reconciler.links = AgentLinks(on_change=reconciler.links_changed)
         await warm_cache_with_retries(api, cache, agent_namespace=cfg.agent_namespace)
         logger.info(
             "cache warm: %d nodes, %d agents, %d apps, %d placements",
@@ -122,6 +124,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
                 task.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
+        await reconciler.links.close()
         if elector is None or not elector.lost.is_set():  # a leader that lost its Lease must not write
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(events.flush(), timeout=5)

@@ -110,6 +110,17 @@ def cluster_state(cache: ClusterCache, *, now: datetime) -> ClusterState:
     return ClusterState(nodes=tuple(cache.nodes.values()), agents=agents, placements=placements)
 
 
+def pinned_digest(app: WasmApp, placements: Iterable[WasmPlacement]) -> str | None:
+    """The digest this app's live placements run for its current image, if they agree on one: what a
+    new generation (a scale, an env change) keeps running when the registry cannot be asked."""
+    digests = {
+        p.spec.module.digest
+        for p in placements
+        if p.metadata.deletion_timestamp is None and p.spec.module.image == app.spec.module.image
+    }
+    return digests.pop() if len(digests) == 1 else None
+
+
 def placement_spec(
     app: WasmApp, *, node: str, digest: str, dependencies: Sequence[DependencyEndpoint]
 ) -> WasmPlacementSpec:
@@ -182,6 +193,7 @@ def app_status(
     *,
     placements: Sequence[WasmPlacement],
     fresh_agents: frozenset[str],
+    serving_agents: frozenset[str] | None = None,
     decision: AppDecision | None,
     digest: str | None,
     dependencies: tuple[bool, str, str],
@@ -192,10 +204,12 @@ def app_status(
 
     `problem` is (reason, message) of something that stops progress entirely: an invalid reference,
     a module tag that does not resolve. It makes Scheduled False and Degraded True.
+    `serving_agents` (default: `fresh_agents`) are the agents whose placements count as ready.
     """
     old = app.status or WasmAppStatus()
     live = [p for p in placements if p.metadata.deletion_timestamp is None]
-    ready = [p for p in live if is_ready(p) and p.spec.node_name in fresh_agents]
+    serving = fresh_agents if serving_agents is None else serving_agents
+    ready = [p for p in live if is_ready(p) and p.spec.node_name in serving]
     desired = app.spec.replicas
     gen = app.metadata.generation
     conditions: list[Condition] = list(old.conditions)

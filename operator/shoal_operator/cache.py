@@ -37,6 +37,8 @@ class AgentRecord:
     """From the agent's WasmNode; None until the agent registered."""
     endpoint: tuple[str, int] | None = None
     """(host, port) where the agent serves HTTP triggers, from its WasmNode."""
+    health_port: int | None = None
+    """Port of the agent's `/livez` stream (liveness.py), from its WasmNode; None for older agents."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +140,15 @@ class ClusterCache:
         record = self.agents.setdefault(node, AgentRecord(node=node))
         old = (record.capacity, record.endpoint)
         if event == "DELETED":
-            record.capacity, record.endpoint = None, None
+            record.capacity, record.endpoint, record.health_port = None, None, None
         else:
             spec = body.get("spec") or {}
             cap = spec.get("capacity") or {}
             record.capacity = Resources(int(cap.get("cpuMillis", 0)), int(cap.get("memoryBytes", 0)))
             endpoint = spec.get("endpoint")
             record.endpoint = (str(endpoint["host"]), int(endpoint["port"])) if endpoint else None
+            health = endpoint.get("healthPort") if endpoint else None
+            record.health_port = int(health) if health else None
         return self._bump(old != (record.capacity, record.endpoint))
 
     def _bump(self, changed: bool) -> bool:
@@ -206,6 +210,14 @@ class ClusterCache:
             for k in sorted(self.placements_by_app.get(app_key, ()))
             if k in self.placements
         ]
+
+    def link_targets(self) -> dict[str, tuple[str, int]]:
+        """node -> (host, health port) of every agent that offers a `/livez` stream."""
+        return {
+            a.node: (a.endpoint[0], a.health_port)
+            for a in self.agents.values()
+            if a.endpoint is not None and a.health_port is not None
+        }
 
     def fresh_agents(self, now: datetime) -> frozenset[str]:
         return frozenset(

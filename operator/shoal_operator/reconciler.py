@@ -30,6 +30,7 @@ from shoal_operator.config import OperatorConfig
 from shoal_operator.dependencies import dependency_endpoints, generate_password, render_dependency
 from shoal_operator.events import EventRecorder
 from shoal_operator.kube import Kube
+from shoal_operator.liveness import AgentLinks
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.resolver import DigestResolver, ResolveError
 from shoal_operator.scheduling import AppDecision, diff_placements, iter_decisions, next_toleration_expiry
@@ -46,6 +47,8 @@ class Prepared:
     endpoints: list[DependencyEndpoint] = field(default_factory=list)
     problem: tuple[str, str] | None = None
     """(reason, message) when the spec cannot be acted on."""
+    stale: bool = False
+    """The digest is the one the placements run, kept because the registry could not be asked."""
 
 
 @dataclass
@@ -66,6 +69,11 @@ class Reconciler:
     _generation_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
     _last_message: dict[str, str] = field(default_factory=dict)
     _fresh_agents: frozenset[str] = frozenset()
+    """Agents with a live Lease: where placements may stay."""
+    _serving_agents: frozenset[str] = frozenset()
+    """Fresh agents whose `/livez` link is not down or starting: whose placements count as ready."""
+    links: AgentLinks | None = None
+    """The agents' `/livez` streams (liveness.py); None: Leases alone decide readiness."""
     _published: dict[str, dict[str, str]] = field(default_factory=dict)
     """App key -> kind/name -> the Service or EndpointSlice last written, so that unchanged ones
     (the Service, whenever only readiness changes) are not rewritten."""
@@ -140,6 +148,10 @@ class Reconciler:
                 for key in batch:
                     self._retry_later(key)
 
+    def links_changed(self) -> None:
+        """An agent link changed state: look again at once, not at the next tick."""
+        self._wake.set()
+
     def _check_agents(self) -> None:
         fresh = self.cache.fresh_agents(self.clock())
         if fresh != self._fresh_agents:
@@ -149,6 +161,19 @@ class Reconciler:
                 logger.info("agent heartbeat expired on %s: rescheduling their placements", sorted(lost))
             self._fresh_agents = fresh
             self.cache.topology_epoch += 1  # a heartbeat expiring is a change no watch event reports
+            self.enqueue_affected_by_nodes(frozenset(changed))
+        withdrawn = frozenset[str]()
+        if self.links is not None:
+            self.links.sync(self.cache.link_targets())
+            withdrawn = self.links.withdrawn()
+        serving = fresh - withdrawn
+        if serving != self._serving_agents:
+            # Readiness only: no new scheduling decision (the topology epoch stays), so an agent
+            # restarting within its Lease keeps its placements and serves them from its caches.
+            changed = serving.symmetric_difference(self._serving_agents)
+            if newly := (self._serving_agents - serving) & withdrawn:
+                logger.info("agent link down or starting on %s: withdrawing its addresses", sorted(newly))
+            self._serving_agents = serving
             self.enqueue_affected_by_nodes(frozenset(changed))
 
     # --- one batch ------------------------------------------------------------------------------
@@ -304,7 +329,12 @@ class Reconciler:
     async def _prepare(self, app: WasmApp) -> Prepared:
         generation = app.metadata.generation or 0
         cached = self._prepared.get(app.key)
-        if cached is not None and cached.generation == generation and cached.problem is None:
+        if (
+            cached is not None
+            and cached.generation == generation
+            and cached.problem is None
+            and not cached.stale
+        ):
             return cached
         prep = Prepared(generation=generation)
         ns = app.metadata.namespace or ""
@@ -315,7 +345,22 @@ class Reconciler:
                 prep.endpoints = dependency_endpoints(app, namespace=ns)
                 prep.digest = await self._resolve_digest(app)
         except ResolveError as e:
-            prep.problem = ("ModuleUnavailable", str(e))
+            kept = adapt.pinned_digest(app, self.cache.app_placements(app.key))
+            if kept is None:
+                prep.problem = ("ModuleUnavailable", str(e))
+            else:
+                # Fail static: a scale-out during a registry outage places the bytes already
+                # running; the lookup is retried, and a tag that moved meanwhile then rolls out.
+                prep.digest, prep.stale = kept, True
+                if self._last_message.get(f"stale:{app.key}") != str(e):
+                    self._last_message[f"stale:{app.key}"] = str(e)
+                    await self.kube.event(
+                        event_ref(app),
+                        type_="Warning",
+                        reason="ModuleUnresolved",
+                        message=f"{e}; keeping {kept}, which the app's placements run",
+                    )
+                self._retry_later(app.key)
         if prep.problem is not None:
             if self._last_message.get(f"problem:{app.key}") != prep.problem[1]:
                 self._last_message[f"problem:{app.key}"] = prep.problem[1]
@@ -323,9 +368,10 @@ class Reconciler:
                     event_ref(app), type_="Warning", reason=prep.problem[0], message=prep.problem[1]
                 )
             self._retry_later(app.key)
-        else:
+        elif not prep.stale:
             self._retry_delay.pop(app.key, None)
             self._last_message.pop(f"problem:{app.key}", None)
+            self._last_message.pop(f"stale:{app.key}", None)
         self._prepared[app.key] = prep
         return prep
 
@@ -403,6 +449,7 @@ class Reconciler:
             app,
             placements=placements,
             fresh_agents=self._fresh_agents,
+            serving_agents=self._serving_agents,
             decision=decision,
             digest=prep.digest or (app.status.resolved_digest if app.status else None),
             dependencies=adapt.dependencies_condition(app, dep_pods),
@@ -435,7 +482,7 @@ class Reconciler:
             agent = self.cache.agents.get(p.spec.node_name)
             if p.metadata.deletion_timestamp is not None or agent is None or agent.endpoint is None:
                 continue
-            ready = adapt.is_ready(p) and p.spec.node_name in self._fresh_agents
+            ready = adapt.is_ready(p) and p.spec.node_name in self._serving_agents
             members.append(
                 endpoints.AgentEndpoint(p.spec.node_name, agent.endpoint[0], agent.endpoint[1], ready)
             )
@@ -477,7 +524,7 @@ class Reconciler:
         actions = diff_placements(
             desired_nodes=decision.nodes,
             template_hash=template_hash,
-            actual=adapt.actual_placements(placements, fresh_agents=self._fresh_agents),
+            actual=adapt.actual_placements(placements, fresh_agents=self._serving_agents),
             replicas=app.spec.replicas,
             max_unavailable=app.spec.rollout.resolve_max_unavailable(replicas=app.spec.replicas),
         )

@@ -294,7 +294,11 @@ async def test_registers_and_serves_hellos_in_three_formats(
 
     node = kube.get(f"{PLACEMENTS}/wasmnodes/{NODE}")
     assert node["spec"]["capacity"] == {"cpuMillis": 2000, "memoryBytes": 2 << 30}
-    assert node["spec"]["endpoint"] == {"host": "127.0.0.1", "port": agent.http_port}
+    assert node["spec"]["endpoint"] == {
+        "host": "127.0.0.1",
+        "port": agent.http_port,
+        "healthPort": agent.metrics_port,  # the operator's /livez link (operator/liveness.py)
+    }
     assert node["spec"]["runtime"]["wasmtime"].startswith("48.")
     assert node["spec"]["lease"] == {"name": agent_lease_name(NODE), "namespace": AGENT_NAMESPACE}
 

@@ -37,3 +37,31 @@ def test_unbound_dependencies_are_provisioned_ones_without_a_bound_pod() -> None
     assert unbound_dependencies(cache, app()) == ["db"]
     cache.dependency_pods[("ns", "whiskers", "db")]["uid-2"] = DependencyPod(node="node-1", ready=True)
     assert unbound_dependencies(cache, app()) == []
+
+
+def test_pinned_digest_is_what_live_placements_of_the_same_image_run() -> None:
+    from shoal_api import WasmPlacement
+    from shoal_api.meta import ObjectMeta
+    from shoal_operator.adapt import pinned_digest, placement_spec
+
+    a = app()
+
+    def placement(
+        node: str, digest: str, *, image: str | None = None, deleting: bool = False
+    ) -> WasmPlacement:
+        spec = placement_spec(a, node=node, digest=digest, dependencies=[])
+        if image is not None:
+            spec.module.image = image
+        meta = ObjectMeta(name=f"whiskers.{node}", namespace="ns")
+        if deleting:
+            meta.deletion_timestamp = "2026-01-01T00:00:00Z"  # type: ignore[assignment]
+        return WasmPlacement(metadata=meta, spec=spec)
+
+    d1, d2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    assert pinned_digest(a, []) is None
+    assert pinned_digest(a, [placement("n1", d1), placement("n2", d1)]) == d1
+    assert pinned_digest(a, [placement("n1", d1), placement("n2", d2)]) is None, (
+        "mid-rollout: no single answer"
+    )
+    assert pinned_digest(a, [placement("n1", d1), placement("n2", d2, deleting=True)]) == d1
+    assert pinned_digest(a, [placement("n1", d1, image="r/other:v1")]) is None

@@ -57,7 +57,7 @@ async def test_readiness_changes_rewrite_the_slice_not_the_service() -> None:
         cache.agents[node] = AgentRecord(node=node, endpoint=(ip, 8080))
     kube = RecordingKube()
     reconciler = Reconciler(cache=cache, kube=kube, resolver=None)  # type: ignore[arg-type]
-    reconciler._fresh_agents = frozenset({"n1", "n2"})
+    reconciler._fresh_agents = reconciler._serving_agents = frozenset({"n1", "n2"})
     app = http_app()
 
     await reconciler._publish_endpoints(

@@ -102,6 +102,17 @@ def test_hello_runs_and_captures_stdout(runtime: WasmRuntime) -> None:
     assert sample(runtime, "shoal_instances_active", **labels) == 0
 
 
+def test_an_unloaded_app_leaves_the_scrape_and_returns_with_its_counts(runtime: WasmRuntime) -> None:
+    """The data plane keeps every app's counters; the agent exports the loaded apps' only."""
+    labels = {"namespace": "ns", "app": "hello", "node": "node-a", "outcome": "ok"}
+    app = runtime.load_app(AppSpec("ns", "hello"), wat(HELLO))
+    app.invoke_sync(InvocationRequest())
+    runtime.unload("ns", "hello")
+    assert runtime.metrics.registry.get_sample_value("shoal_invocations_total", labels) is None
+    runtime.load_app(AppSpec("ns", "hello"), wat(HELLO))
+    assert sample(runtime, "shoal_invocations_total", **labels) == 1, "a counter never goes back"
+
+
 def test_stdin_env_args_and_stderr_are_exactly_what_was_declared(runtime: WasmRuntime) -> None:
     app = runtime.load_app(
         AppSpec("ns", "echo", env={"A": "1", "B": "2"}, args=("x",)), w2w(ECHO_STDIN_ENV_ARGS)

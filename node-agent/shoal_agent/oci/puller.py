@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import digests, formats, layers
 from . import mediatypes as mt
@@ -22,9 +22,11 @@ from .credentials import DockerConfig, credentials_for
 from .errors import ArtifactTooLarge, NotWasm
 from .formats import Descriptor, ModuleLocation, WasmFormat
 from .reference import Reference
-from .registry_client import RegistryClient
 from .retry import RetryPolicy
 from .store import BlobStore
+
+if TYPE_CHECKING:
+    from .registry_client import RegistryClient
 
 T = TypeVar("T")
 
@@ -144,6 +146,10 @@ class ArtifactPuller:
 
     def _client(self, ref: Reference, secrets: list[DockerConfig]) -> RegistryClient:
         plain = ref.host in self.insecure_registries or (self.plain_http_loopback and ref.is_loopback)
+        # oras (and jsonschema under it) is a quarter of the agent's import time; a restarted agent
+        # serving from its caches never talks to a registry, so it is imported on the first pull.
+        from .registry_client import RegistryClient
+
         return RegistryClient(
             ref,
             plain_http=plain,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import digests, formats
 from . import mediatypes as mt
@@ -24,7 +24,9 @@ from .credentials import Credentials
 from .errors import DigestMismatch, InvalidReference
 from .formats import WasmFormat
 from .reference import Reference
-from .registry_client import RegistryClient
+
+if TYPE_CHECKING:
+    from .registry_client import RegistryClient
 
 WASM_PLATFORM = {"architecture": "wasm", "os": "wasi"}
 
@@ -191,6 +193,8 @@ def push(
     parsed = Reference.parse(ref)
     if parsed.digest:
         raise InvalidReference(f"push to a tag, not a digest: {ref}")
+    from .registry_client import RegistryClient  # see ArtifactPuller._client: oras loads on use
+
     client = RegistryClient(
         parsed,
         plain_http=parsed.is_loopback if plain_http is None else plain_http,
