@@ -35,21 +35,34 @@ impl Refusal {
     }
 }
 
+/// One app's instances in flight.
+struct AppAdmission {
+    running: u32,
+    /// The sum of their memory limits.
+    held: u64,
+    /// Wakes this app's waiters (refused by its own concurrency limit or share) when one of its
+    /// instances ends: nothing another app releases can change that refusal.
+    released: Arc<Notify>,
+}
+
 #[derive(Default)]
 struct AdmissionState {
-    /// Per app: instances in flight and the memory limits they hold.
-    in_flight: HashMap<u64, (u32, u64)>,
+    in_flight: HashMap<u64, AppAdmission>,
     memory_in_use: u64,
 }
 
-/// Pure bookkeeping under one lock; `Notify` wakes waiters when something is released.
+/// Pure bookkeeping under one lock. A refused waiter sleeps on what can change its refusal: its
+/// own app's releases (concurrency, share) or any release of memory (the budget). Waking every
+/// waiter on every release made each short request of one app poll all of another app's queued
+/// requests (thousands of wake-ups a second under a noisy neighbour).
 pub struct Admission {
     budget: u64,
     /// The most of the budget one app may hold while it already runs an instance: the rest stays
     /// free for the other apps, so one app's memory-hungry guests cannot refuse everyone else.
     share: u64,
     state: Mutex<AdmissionState>,
-    released: Notify,
+    /// Wakes the waiters refused by the budget.
+    memory_released: Arc<Notify>,
 }
 
 /// Held while an instance may run; dropping it releases the app's slot and its memory.
@@ -61,18 +74,26 @@ pub struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        {
+        let app_released = {
             let mut s = self.admission.state.lock().unwrap();
-            if let Some((n, held)) = s.in_flight.get_mut(&self.app) {
-                *n -= 1;
-                *held -= self.memory;
-                if *n == 0 {
-                    s.in_flight.remove(&self.app);
-                }
-            }
             s.memory_in_use -= self.memory;
+            match s.in_flight.get_mut(&self.app) {
+                Some(a) => {
+                    a.running -= 1;
+                    a.held -= self.memory;
+                    let notify = a.released.clone();
+                    if a.running == 0 {
+                        s.in_flight.remove(&self.app);
+                    }
+                    Some(notify)
+                }
+                None => None,
+            }
+        };
+        if let Some(n) = app_released {
+            n.notify_waiters();
         }
-        self.admission.released.notify_waiters();
+        self.admission.memory_released.notify_waiters();
     }
 }
 
@@ -83,7 +104,7 @@ impl Admission {
             budget,
             share: (budget as f64 * share.clamp(0.0, 1.0)) as u64,
             state: Mutex::default(),
-            released: Notify::new(),
+            memory_released: Arc::new(Notify::new()),
         })
     }
 
@@ -95,6 +116,47 @@ impl Admission {
         self.state.lock().unwrap().memory_in_use
     }
 
+    fn refusal(&self, s: &AdmissionState, app: u64, limit: u32, memory: u64) -> Option<Refusal> {
+        let (running, held) = s
+            .in_flight
+            .get(&app)
+            .map(|a| (a.running, a.held))
+            .unwrap_or((0, 0));
+        if running >= limit {
+            return Some(Refusal::Concurrency { limit });
+        }
+        if running > 0 && held + memory > self.share {
+            return Some(Refusal::Share {
+                held,
+                share: self.share,
+                budget: self.budget,
+            });
+        }
+        if s.memory_in_use + memory > self.budget {
+            return Some(Refusal::Memory {
+                in_use: s.memory_in_use,
+                budget: self.budget,
+            });
+        }
+        None
+    }
+
+    fn admit_locked(self: &Arc<Self>, s: &mut AdmissionState, app: u64, memory: u64) -> Admitted {
+        let entry = s.in_flight.entry(app).or_insert_with(|| AppAdmission {
+            running: 0,
+            held: 0,
+            released: Arc::new(Notify::new()),
+        });
+        entry.running += 1;
+        entry.held += memory;
+        s.memory_in_use += memory;
+        Admitted {
+            admission: self.clone(),
+            app,
+            memory,
+        }
+    }
+
     pub fn try_admit(
         self: &Arc<Self>,
         app: u64,
@@ -102,35 +164,14 @@ impl Admission {
         memory: u64,
     ) -> Result<Admitted, Refusal> {
         let mut s = self.state.lock().unwrap();
-        let (running, held) = s.in_flight.get(&app).copied().unwrap_or((0, 0));
-        if running >= limit {
-            return Err(Refusal::Concurrency { limit });
+        match self.refusal(&s, app, limit, memory) {
+            Some(r) => Err(r),
+            None => Ok(self.admit_locked(&mut s, app, memory)),
         }
-        if running > 0 && held + memory > self.share {
-            return Err(Refusal::Share {
-                held,
-                share: self.share,
-                budget: self.budget,
-            });
-        }
-        if s.memory_in_use + memory > self.budget {
-            return Err(Refusal::Memory {
-                in_use: s.memory_in_use,
-                budget: self.budget,
-            });
-        }
-        let entry = s.in_flight.entry(app).or_insert((0, 0));
-        entry.0 += 1;
-        entry.1 += memory;
-        s.memory_in_use += memory;
-        Ok(Admitted {
-            admission: self.clone(),
-            app,
-            memory,
-        })
     }
 
-    /// Admit, waiting for a release until `until`; the last refusal if none came in time.
+    /// Admit, waiting for a release that could change the refusal until `until`; the last
+    /// refusal if none came in time.
     pub async fn admit(
         self: &Arc<Self>,
         app: u64,
@@ -139,19 +180,45 @@ impl Admission {
         until: Instant,
     ) -> Result<Admitted, Refusal> {
         loop {
-            let notified = self.released.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match self.try_admit(app, limit, memory) {
+            let refusal = match self.try_admit(app, limit, memory) {
                 Ok(a) => return Ok(a),
-                Err(refusal) => {
-                    let now = Instant::now();
-                    if now >= until || tokio::time::timeout(until - now, notified).await.is_err() {
-                        return self.try_admit(app, limit, memory).map_err(|_| refusal);
-                    }
-                }
+                Err(r) => r,
+            };
+            let now = Instant::now();
+            if now >= until {
+                return Err(refusal);
+            }
+            let notify = match refusal {
+                Refusal::Memory { .. } => self.memory_released.clone(),
+                // Refused by its own app, which then has instances in flight (an entry); if they
+                // ended meanwhile, try again at once.
+                _ => match self.app_notify(app) {
+                    Some(n) => n,
+                    None => continue,
+                },
+            };
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            // Registered: a release from now on wakes it. One that came before is seen here.
+            match self.try_refused(app, limit, memory) {
+                Some(r) if std::mem::discriminant(&r) == std::mem::discriminant(&refusal) => {}
+                _ => continue,
+            }
+            if tokio::time::timeout(until - now, woken).await.is_err() {
+                return self.try_admit(app, limit, memory).map_err(|_| refusal);
             }
         }
+    }
+
+    fn app_notify(&self, app: u64) -> Option<Arc<Notify>> {
+        let s = self.state.lock().unwrap();
+        s.in_flight.get(&app).map(|a| a.released.clone())
+    }
+
+    fn try_refused(&self, app: u64, limit: u32, memory: u64) -> Option<Refusal> {
+        let s = self.state.lock().unwrap();
+        self.refusal(&s, app, limit, memory)
     }
 }
 
@@ -340,6 +407,27 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         drop(held);
         assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_at_its_concurrency_limit_is_admitted_by_its_own_release_only() {
+        let a = Admission::new(1000, 1.0);
+        let mine = a.try_admit(1, 1, 10).unwrap();
+        let a2 = a.clone();
+        let waiter = tokio::spawn(async move {
+            a2.admit(1, 1, 10, Instant::now() + Duration::from_secs(5))
+                .await
+                .is_ok()
+        });
+        // Another app's instances come and go: nothing the waiter can use.
+        for _ in 0..50 {
+            drop(a.try_admit(2, 4, 10).unwrap());
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished());
+        drop(mine);
+        assert!(waiter.await.unwrap());
+        assert_eq!(a.memory_in_use(), 0);
     }
 
     #[tokio::test]
