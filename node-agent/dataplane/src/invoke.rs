@@ -322,7 +322,13 @@ pub struct Ticket {
 impl Ticket {
     /// Record the invocation's metrics, give the slot back, and tear the store down (large ones on
     /// the reaper, which releases the admission once the memory is really given back).
-    pub fn finish(mut self, store: Option<AnyStore>, result: &InvocationResult) {
+    pub fn finish(self, store: Option<AnyStore>, result: &InvocationResult) {
+        drop(self.finish_later(store, result));
+    }
+
+    /// `finish`, but the store is torn down when the returned value is dropped: the HTTP path
+    /// sends its response first (resetting an instance's memory is on no client's clock).
+    pub fn finish_later(mut self, store: Option<AnyStore>, result: &InvocationResult) -> Leftover {
         let metrics = &self.app.metrics;
         metrics.duration.observe(result.duration_seconds);
         if result.instantiate_seconds > 0.0 {
@@ -330,19 +336,35 @@ impl Ticket {
         }
         metrics.count(result.outcome.as_str());
         self.release_slot();
-        if let (Some(store), Some(admitted)) = (store, self.admitted.take()) {
-            if store.peak_memory() > REAP_ABOVE_BYTES {
-                self.shared.reaper.retire((store, admitted));
-            } else {
-                drop(store);
-                drop(admitted);
-            }
+        Leftover {
+            shared: self.shared.clone(),
+            held: store.zip(self.admitted.take()),
         }
     }
 
     fn release_slot(&self) {
         if self.holding.swap(false, Ordering::AcqRel) {
             self.shared.slots.release();
+        }
+    }
+}
+
+/// An ended invocation's store and the admission it holds until the store is torn down (large
+/// ones on the reaper, which releases the admission once the memory is really given back).
+pub struct Leftover {
+    shared: Arc<Shared>,
+    held: Option<(AnyStore, Admitted)>,
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        if let Some((store, admitted)) = self.held.take() {
+            if store.peak_memory() > REAP_ABOVE_BYTES {
+                self.shared.reaper.retire((store, admitted));
+            } else {
+                drop(store);
+                drop(admitted);
+            }
         }
     }
 }
@@ -456,9 +478,18 @@ pub async fn enter(
 
 /// Run one invocation to its end; never fails for guest misbehaviour (that is the outcome).
 pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> InvocationResult {
+    invoke_then_teardown(shared, app, req).await.0
+}
+
+/// `invoke`, with the store's teardown left to the caller (it happens when the `Leftover` drops).
+pub async fn invoke_then_teardown(
+    shared: Arc<Shared>,
+    app: Arc<AppVersion>,
+    req: Request,
+) -> (InvocationResult, Option<Leftover>) {
     let ticket = match enter(&shared, &app, req.arrival, req.max_wait).await {
         Ok(t) => t,
-        Err(refused) => return refused,
+        Err(refused) => return (refused, None),
     };
     let (result, store) = match &app.kind {
         Kind::Module(pre) => {
@@ -478,8 +509,8 @@ pub async fn invoke(shared: Arc<Shared>, app: Arc<AppVersion>, req: Request) -> 
             None,
         ),
     };
-    ticket.finish(store, &result);
-    result
+    let leftover = ticket.finish_later(store, &result);
+    (result, Some(leftover))
 }
 
 /// The memory limiter and the epoch callback of an invocation's store: at every tick the guest

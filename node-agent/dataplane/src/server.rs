@@ -221,12 +221,19 @@ impl Server {
         // Inline in the connection's task: no hop through the scheduler (a spawned task woke the
         // other worker thread for every request). If the client goes away, hyper drops this
         // future and the guest with it; its slot and admission are given back by their guards.
-        let result = invoke::invoke(self.shared.clone(), app.clone(), request).await;
+        let (result, leftover) =
+            invoke::invoke_then_teardown(self.shared.clone(), app.clone(), request).await;
         log_stderr(&app, &result.stderr);
         let response = to_response(result);
         app.metrics
             .first_byte
             .observe(arrival.elapsed().as_secs_f64());
+        // The instance's teardown runs after hyper has written this response: a task spawned
+        // from here lands in this worker's next-task slot (no other thread is woken for it) and
+        // runs once the connection's task yields, after the write.
+        if let Some(l) = leftover {
+            tokio::spawn(async move { drop(l) });
+        }
         response
     }
 
