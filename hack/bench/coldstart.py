@@ -19,9 +19,12 @@ One run prints `name=value` lines, in this order:
     wrk connections than its maxConcurrency) by guests that fill their memory limit and spin until
     their deadline; the agent's peak RSS (VmHWM) against its budget, its RSS before and after the
     burst, and the admission refusals from its /metrics.
+  * `module_*` / `component_*`: the C hello next to the Python wasi:http component (componentize-py,
+    built by hack/examples/build-components.sh), each alone on an agent: compile vs disk-cache load,
+    instantiate and first-byte p50 at low load, req/s at 16 connections;
   * `goals_missed`: the goals (GOALS below) this run did not meet.
 
-    .venv/bin/python hack/bench/coldstart.py [--skip runc|core|http|rss|neighbour] [--duration 5]
+    .venv/bin/python hack/bench/coldstart.py [--skip runc|core|http|rss|neighbour|components] [--duration 5]
 
 Needs wrk for the HTTP parts. Loopback only; every child process and wrk run is bounded in time and
 stopped before exit. wasmtime-py is never imported here: it cannot share a process with the data
@@ -353,7 +356,7 @@ def agent_process(wasm: Path, budget_mib: int, noisy: bool = False) -> Iterator[
     with server_process(args, port) as proc:
         agent = Agent(proc.pid, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
         body = get(agent.base + HELLO_PATH)
-        if not body.startswith(b"Hello from C"):
+        if not body.startswith(b"Hello from"):
             raise RuntimeError(f"agent answered {body!r}")
         yield agent
 
@@ -645,6 +648,57 @@ def neighbour_figures(wasm: Path, seconds: int, budget_mib: int, noisy_connectio
     }
 
 
+# --- components next to modules ---------------------------------------------------------------------
+
+
+def default_component() -> Path:
+    """The Python wasi:http component (hack/examples/build-components.sh, cached outside the clone)."""
+    out = Path(os.environ.get("SHOAL_CACHE") or Path.home() / ".cache" / "shoal") / "examples"
+    wasm = out / "hello-component-py.wasm"
+    if not wasm.exists():
+        build = HERE.parent / "examples" / "build-components.sh"
+        subprocess.run([str(build), str(out)], check=True, stdout=subprocess.DEVNULL)
+    return wasm
+
+
+def load_seconds(wasm: bytes) -> tuple[float, float]:
+    """(compile, load from the disk cache): wall time of `load_app` in a fresh runtime, twice."""
+    times = []
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-cache-") as cache:
+        for _ in range(2):
+            with WasmRuntime(AgentMetrics("bench"), cache_dir=Path(cache)) as runtime:
+                start = time.perf_counter()
+                runtime.load_app(AppSpec("bench", "probe", limits=HELLO_LIMITS), wasm)
+                times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
+def component_figures(module: Path, seconds: int) -> Figures:
+    """The C hello (a core module, WAGI) and the Python wasi:http component (componentize-py), each
+    alone on an agent: compile vs cache load, instantiate and first byte p50 (the agent's histograms
+    over a `wrk -c1` run), and req/s (`wrk -t2 -c16`)."""
+    figures: Figures = {}
+    for kind, path in (("module", module), ("component", default_component())):
+        compile_s, cache_s = load_seconds(path.read_bytes())
+        figures[f"{kind}_compile_ms"] = compile_s * 1e3
+        figures[f"{kind}_cache_load_ms"] = cache_s * 1e3
+        with agent_process(path, EngineSettings().memory_budget_bytes // MiB) as agent:
+            url = agent.base + HELLO_PATH
+            wrk(url, 1, 1, 1)
+            names = ("shoal_invocation_first_byte_seconds", "shoal_instance_start_seconds")
+            before = {n: agent.buckets(n, "hello") for n in names}
+            wrk(url, 1, 1, seconds, latency=True)
+            after = {n: agent.buckets(n, "hello") for n in names}
+            figures[f"{kind}_first_byte_p50_us"] = (
+                quantile_between(before[names[0]], after[names[0]], 0.5) * 1e6
+            )
+            figures[f"{kind}_instantiate_p50_us"] = (
+                quantile_between(before[names[1]], after[names[1]], 0.5) * 1e6
+            )
+            figures[f"{kind}_rps"] = wrk(url, 2, 16, seconds).rps
+    return figures
+
+
 # --- main ---------------------------------------------------------------------------------------------
 
 
@@ -665,7 +719,10 @@ def main() -> None:
     parser.add_argument("--memory-budget-mib", type=int, default=256, help="the neighbour agent's budget")
     parser.add_argument("--noisy-connections", type=int, default=16, help="> the noisy app's concurrency")
     parser.add_argument(
-        "--skip", action="append", default=[], choices=["runc", "core", "http", "rss", "neighbour"]
+        "--skip",
+        action="append",
+        default=[],
+        choices=["runc", "core", "http", "rss", "neighbour", "components"],
     )
     parser.add_argument("--role", choices=["agent", "aiohttp", "rss"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -722,6 +779,10 @@ def main() -> None:
         )
         emit_all(neighbour)
         figures.update(neighbour)
+    if "components" not in opts.skip and have_wrk:
+        components = component_figures(wasm, opts.latency_seconds)
+        emit_all(components)
+        figures.update(components)
     emit("goals_missed", ",".join(goals_missed(figures)) or "none")
 
 
