@@ -103,10 +103,12 @@ pub fn build_env(
         }
         let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
         // A repeated header is joined with ", " as HTTP allows.
-        let joined = match vars
-            .iter()
-            .find(|(k, _)| from_request.contains(&key) && *k == key)
-        {
+        let earlier = if from_request.contains(&key) {
+            vars.iter().find(|(k, _)| *k == key)
+        } else {
+            None
+        };
+        let joined = match earlier {
             Some((_, earlier)) => format!("{earlier}, {value}"),
             None => value.to_string(),
         };

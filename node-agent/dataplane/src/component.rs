@@ -137,7 +137,7 @@ pub async fn run_command(
     let stdout = BoundedOutput::new(limits.stdout_bytes, true);
     let stderr = BoundedOutput::new(limits.stderr_bytes, false);
     let mut wasi = WasiCtxBuilder::new();
-    wasi.args(app.argv_for(&req).as_slice())
+    wasi.args(app.argv_for(req.args.as_deref()).as_slice())
         .envs(app.env())
         .envs(req.env.as_slice())
         .stdin(MemoryInputPipe::new(req.stdin))
@@ -154,16 +154,15 @@ pub async fn run_command(
         command.wasi_cli_run().call_run(&mut store).await
     }
     .await;
-    let end = Instant::now();
-    let (outcome, code, message) = match outcome {
-        Ok(Ok(())) => (Outcome::Ok, Some(0), String::new()),
+    let timing = Timing::ended(start, instantiated);
+    let verdict = match outcome {
         Ok(Err(())) => (
             Outcome::Exit,
             Some(1),
             "wasi:cli/run returned an error (exit code 1)".into(),
         ),
-        Err(e) => classify(
-            &e,
+        run => classify(
+            run.map(|_| ()),
             store.data().limiter.hit,
             None,
             &stdout,
@@ -171,12 +170,7 @@ pub async fn run_command(
             instantiated.is_some(),
         ),
     };
-    let timing = Timing {
-        start,
-        instantiated,
-        end,
-    };
-    let result = InvocationResult::ran((outcome, code, message), &stdout, &stderr, timing);
+    let result = InvocationResult::ran(verdict, &stdout, &stderr, timing);
     (result, store)
 }
 
@@ -204,16 +198,10 @@ pub async fn serve(
     let stderr = BoundedOutput::new(limits.stderr_bytes, false);
     let stdout = BoundedOutput::new(limits.stdout_bytes, false);
     let mut wasi = WasiCtxBuilder::new();
-    wasi.args(&app.argv_for(&Request {
-        stdin: Bytes::new(),
-        env: vec![],
-        args: None,
-        max_wait: None,
-        arrival,
-    }))
-    .envs(app.env())
-    .stdout(stdout.clone())
-    .stderr(stderr.clone());
+    wasi.args(&app.argv_for(None))
+        .envs(app.env())
+        .stdout(stdout.clone())
+        .stderr(stderr.clone());
     let mut store = Store::new(&shared.engine, guest(wasi.build(), &app));
     store.limiter(|g| &mut g.limiter);
     govern(&mut store, &shared, app.id, &ticket);
@@ -253,24 +241,16 @@ pub async fn serve(
                 .await
         }
         .await;
-        let end = Instant::now();
-        let (outcome, code, message) = match outcome {
-            Ok(()) => (Outcome::Ok, Some(0), String::new()),
-            Err(e) => classify(
-                &e,
-                store.data().limiter.hit,
-                None,
-                &stdout,
-                &limits,
-                instantiated.is_some(),
-            ),
-        };
-        let timing = Timing {
-            start,
-            instantiated,
-            end,
-        };
-        let result = InvocationResult::ran((outcome, code, message), &stdout, &stderr, timing);
+        let timing = Timing::ended(start, instantiated);
+        let verdict = classify(
+            outcome,
+            store.data().limiter.hit,
+            None,
+            &stdout,
+            &limits,
+            instantiated.is_some(),
+        );
+        let result = InvocationResult::ran(verdict, &stdout, &stderr, timing);
         for line in String::from_utf8_lossy(&result.stdout)
             .lines()
             .chain(String::from_utf8_lossy(&result.stderr).lines())

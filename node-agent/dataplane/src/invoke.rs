@@ -179,6 +179,17 @@ pub(crate) struct Timing {
     pub end: Instant,
 }
 
+impl Timing {
+    /// The guest has just ended.
+    pub(crate) fn ended(start: Instant, instantiated: Option<Instant>) -> Self {
+        Self {
+            start,
+            instantiated,
+            end: Instant::now(),
+        }
+    }
+}
+
 impl InvocationResult {
     /// A guest that ran: its outcome (from `classify` or a clean end) and what it wrote.
     pub(crate) fn ran(
@@ -556,9 +567,9 @@ impl MemoryLimiter {
 }
 
 impl AppVersion {
-    /// argv: the request's args after the app name, else the app's own.
-    pub(crate) fn argv_for(&self, req: &Request) -> Vec<String> {
-        match &req.args {
+    /// argv: a request's own args after the app name, else the app's.
+    pub(crate) fn argv_for(&self, args: Option<&[String]>) -> Vec<String> {
+        match args {
             Some(args) => std::iter::once(self.name.clone())
                 .chain(args.iter().cloned())
                 .collect(),
@@ -582,7 +593,7 @@ async fn run(
     let stdout = BoundedOutput::new(limits.stdout_bytes, true);
     let stderr = BoundedOutput::new(limits.stderr_bytes, false);
     let mut wasi = WasiCtxBuilder::new();
-    wasi.args(app.argv_for(&req).as_slice())
+    wasi.args(app.argv_for(req.args.as_deref()).as_slice())
         .envs(app.env.as_slice())
         .envs(req.env.as_slice())
         .stdin(MemoryInputPipe::new(req.stdin))
@@ -612,28 +623,17 @@ async fn run(
         entry.call_async(&mut store, ()).await
     }
     .await;
-    let end = Instant::now();
-    let (outcome, code, message) = match outcome {
-        Ok(()) => (Outcome::Ok, Some(0), String::new()),
-        Err(e) => {
-            let g = store.data();
-            let failure = g.host_failure.as_deref();
-            classify(
-                &e,
-                g.limiter.hit,
-                failure,
-                &stdout,
-                limits,
-                instantiated.is_some(),
-            )
-        }
-    };
-    let timing = Timing {
-        start,
-        instantiated,
-        end,
-    };
-    let result = InvocationResult::ran((outcome, code, message), &stdout, &stderr, timing);
+    let timing = Timing::ended(start, instantiated);
+    let g = store.data();
+    let verdict = classify(
+        outcome,
+        g.limiter.hit,
+        g.host_failure.as_deref(),
+        &stdout,
+        limits,
+        instantiated.is_some(),
+    );
+    let result = InvocationResult::ran(verdict, &stdout, &stderr, timing);
     (result, store)
 }
 
@@ -652,14 +652,19 @@ impl std::fmt::Display for NoEntry {
 
 impl std::error::Error for NoEntry {}
 
+/// What a guest's run came to: ok, or the outcome its error stands for.
 pub(crate) fn classify(
-    e: &wasmtime::Error,
+    run: Result<()>,
     oom: bool,
     host_failure: Option<&str>,
     stdout: &BoundedOutput,
     limits: &AppLimits,
     instantiated: bool,
 ) -> (Outcome, Option<i32>, String) {
+    let e = match run {
+        Ok(()) => return (Outcome::Ok, Some(0), String::new()),
+        Err(e) => e,
+    };
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return match exit.0 {
             0 => (Outcome::Ok, Some(0), String::new()),
