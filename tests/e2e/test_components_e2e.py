@@ -4,6 +4,7 @@ through the addresses the app's EndpointSlices publish."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,43 +25,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 RESOURCES = {"memory": "64Mi", "timeout": "10s"}
 
 
-def serve_component(
-    guest: str,
-    expected: str,
-    net_kube: KubeHttp,
-    net_operator: OperatorProcess,
-    net_agents: dict[str, AgentProcess],
-    component_guests: Path,
-    oci_registry: Registry,
-    net_namespace: str,
-    testnet: TestNet,
-) -> None:
-    image = f"{oci_registry.address}/net-e2e/{guest}:v1"
-    push_wasm(image, component_guests / f"{guest}.wasm", WasmFormat.WASM_ARTIFACT)
-    ns = net_namespace
-    apply_app(
-        net_kube,
-        ns,
-        "comp",
-        {
-            "module": {"image": image},
-            "replicas": 1,
-            "resources": RESOURCES,
-            "trigger": {"http": {"path": "/c"}},
-            "placement": {"nodeSelector": {NET_LABEL: testnet.name}},
-        },
-    )
-    eventually(lambda: is_ready(net_kube, ns, "comp"), within=120, what=f"{guest} Ready")
-    (address,) = eventually(
-        lambda: slice_addresses(net_kube, ns, "comp"), within=30, what="an endpoint in the slices"
-    )
-    status, body = http_get(address, "/c/x?y=1")
-    assert status == 200, body
-    assert body.startswith(expected), body
-
-
 @pytest.fixture
-def deps(
+def serve_component(
     net_kube: KubeHttp,
     net_operator: OperatorProcess,
     net_agents: dict[str, AgentProcess],
@@ -68,17 +34,40 @@ def deps(
     oci_registry: Registry,
     net_namespace: str,
     testnet: TestNet,
-) -> tuple[KubeHttp, OperatorProcess, dict[str, AgentProcess], Path, Registry, str, TestNet]:
-    return net_kube, net_operator, net_agents, component_guests, oci_registry, net_namespace, testnet
+) -> Callable[[str, str], None]:
+    """Push a component guest, apply it as an HTTP WasmApp, and check what its endpoint answers."""
+
+    def serve(guest: str, expected: str) -> None:
+        image = f"{oci_registry.address}/net-e2e/{guest}:v1"
+        push_wasm(image, component_guests / f"{guest}.wasm", WasmFormat.WASM_ARTIFACT)
+        ns = net_namespace
+        apply_app(
+            net_kube,
+            ns,
+            "comp",
+            {
+                "module": {"image": image},
+                "replicas": 1,
+                "resources": RESOURCES,
+                "trigger": {"http": {"path": "/c"}},
+                "placement": {"nodeSelector": {NET_LABEL: testnet.name}},
+            },
+        )
+        eventually(lambda: is_ready(net_kube, ns, "comp"), within=120, what=f"{guest} Ready")
+        (address,) = eventually(
+            lambda: slice_addresses(net_kube, ns, "comp"), within=30, what="an endpoint in the slices"
+        )
+        status, body = http_get(address, "/c/x?y=1")
+        assert status == 200, body
+        assert body.startswith(expected), body
+
+    return serve
 
 
-def test_wasi_http_component_app(
-    deps: tuple[KubeHttp, OperatorProcess, dict[str, AgentProcess], Path, Registry, str, TestNet],
-) -> None:
-    serve_component("hello-component-py", "Hello from a Python component, GET /c/x?y=1", *deps)
+# Two tests, not one parametrized: each gets its own namespace (named after the test).
+def test_wasi_http_component_app(serve_component: Callable[[str, str], None]) -> None:
+    serve_component("hello-component-py", "Hello from a Python component, GET /c/x?y=1")
 
 
-def test_wasi_cli_component_app(
-    deps: tuple[KubeHttp, OperatorProcess, dict[str, AgentProcess], Path, Registry, str, TestNet],
-) -> None:
-    serve_component("cli-component-py", "Hello from a Python command component, args=[] path=/x", *deps)
+def test_wasi_cli_component_app(serve_component: Callable[[str, str], None]) -> None:
+    serve_component("cli-component-py", "Hello from a Python command component, args=[] path=/x")

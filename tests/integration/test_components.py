@@ -38,28 +38,35 @@ def runtime(tmp_path: Path) -> Iterator[WasmRuntime]:
         yield rt
 
 
+@pytest.fixture
+def listening(runtime: WasmRuntime) -> Iterator[tuple[Serving, int]]:
+    """The runtime's native listener on a free port, stopped afterwards."""
+    s = Serving(runtime)
+    port = s.listen("127.0.0.1", 0)
+    try:
+        yield s, port
+    finally:
+        s.stop_listening()
+
+
 def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
-    runtime: WasmRuntime, component_guests: Path
+    runtime: WasmRuntime, listening: tuple[Serving, int], component_guests: Path
 ) -> None:
     wasm = (component_guests / "hello-component-py.wasm").read_bytes()
     app = runtime.load_app(AppSpec("ns", "pyhttp", limits=LIMITS), wasm)
     assert app.kind == "proxy"
-    s = Serving(runtime)
-    port = s.listen("127.0.0.1", 0)
-    try:
-        s.mount_http(app, "/py")
-        for i in range(3):
-            assert request(port, "GET", f"/py/hi?n={i}") == (
-                200,
-                f"Hello from a Python component, GET /py/hi?n={i}\n",
-            )
-        status, body = request(port, "POST", "/py/echo", b"a body")
-        assert (status, body) == (200, "Hello from a Python component, OTHER /py/echo\na body")
-        # A component app answers HTTP only: a job or message gets an error that says so.
-        r = app.invoke_sync(InvocationRequest())
-        assert r.outcome is Outcome.ERROR and "only serves HTTP requests" in r.message
-    finally:
-        s.stop_listening()
+    s, port = listening
+    s.mount_http(app, "/py")
+    for i in range(3):
+        assert request(port, "GET", f"/py/hi?n={i}") == (
+            200,
+            f"Hello from a Python component, GET /py/hi?n={i}\n",
+        )
+    status, body = request(port, "POST", "/py/echo", b"a body")
+    assert (status, body) == (200, "Hello from a Python component, OTHER /py/echo\na body")
+    # A component app answers HTTP only: a job or message gets an error that says so.
+    r = app.invoke_sync(InvocationRequest())
+    assert r.outcome is Outcome.ERROR and "only serves HTTP requests" in r.message
     metrics = runtime.plane.metrics()
     row = next(r for r in metrics if r[1] == "pyhttp")
     assert row[3]["ok"] == 4  # four requests, each its own instance
@@ -67,7 +74,7 @@ def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
 
 
 def test_a_wasi_cli_component_runs_as_a_wagi_route_and_as_a_job(
-    runtime: WasmRuntime, component_guests: Path
+    runtime: WasmRuntime, listening: tuple[Serving, int], component_guests: Path
 ) -> None:
     wasm = (component_guests / "cli-component-py.wasm").read_bytes()
     app = runtime.load_app(AppSpec("ns", "pycli", limits=LIMITS), wasm)
@@ -75,15 +82,11 @@ def test_a_wasi_cli_component_runs_as_a_wagi_route_and_as_a_job(
     r = app.invoke_sync(InvocationRequest(stdin=b"hello", args=["x", "y"]))
     assert r.outcome is Outcome.OK, r
     assert "args=['x', 'y']" in r.stdout.decode() and "stdin='hello'" in r.stdout.decode()
-    s = Serving(runtime)
-    port = s.listen("127.0.0.1", 0)
-    try:
-        s.mount_http(app, "/cli")
-        status, body = request(port, "GET", "/cli/x?a+b")
-        assert status == 200
-        assert body == "Hello from a Python command component, args=['a', 'b'] path=/x stdin=''\n"
-    finally:
-        s.stop_listening()
+    s, port = listening
+    s.mount_http(app, "/cli")
+    status, body = request(port, "GET", "/cli/x?a+b")
+    assert status == 200
+    assert body == "Hello from a Python command component, args=['a', 'b'] path=/x stdin=''\n"
 
 
 def test_compiled_components_load_from_the_disk_cache(tmp_path: Path, component_guests: Path) -> None:
