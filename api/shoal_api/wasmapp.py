@@ -37,6 +37,7 @@ MAX_MEMORY_LIMIT = "4Gi"
 MAX_TIMEOUT = "1h"
 MAX_ENV = 64
 MAX_DEPENDENCIES = 16
+DEFAULT_ENTRYPOINT = "_start"
 
 Quantity = Annotated[str, Field(max_length=64, pattern=QUANTITY_PATTERN)]
 Duration = Annotated[str, Field(max_length=64, pattern=DURATION_PATTERN)]
@@ -63,14 +64,22 @@ class ModuleRef(KubeModel):
 # --- triggers -----------------------------------------------------------------------------------
 
 
-class HttpTrigger(KubeModel):
+class WithArgs(KubeModel):
+    """The argv a trigger passes to its module."""
+
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=64)
+    """Arguments passed as argv[1:] (argv[0] is the app's name). For HTTP, a WAGI request's
+    query args (a query without '=', split on '+') follow them."""
+
+
+class HttpTrigger(WithArgs):
     """Invoke the module for HTTP requests under a path prefix on the node agent."""
 
     path: str = Field(min_length=1, max_length=256, pattern=r"^/[^\s]*$")
     """URL path prefix, starting with '/'."""
 
 
-class RedisTrigger(KubeModel):
+class RedisTrigger(WithArgs):
     """Invoke the module for each message published on a Redis channel."""
 
     dependency: DnsLabel
@@ -79,11 +88,9 @@ class RedisTrigger(KubeModel):
     """Channel (pub/sub) to subscribe to."""
 
 
-class JobTrigger(KubeModel):
-    """Run the module's _start once per replica until it exits 0, like a Job."""
+class JobTrigger(WithArgs):
+    """Run the module's entry point once per replica until it exits 0, like a Job."""
 
-    args: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=64)
-    """Arguments passed as argv[1:]."""
     backoff_limit: int = Field(default=3, ge=0, le=100)
     """Retries before the placement is marked Failed."""
 
@@ -106,12 +113,22 @@ class Trigger(KubeModel):
     http: HttpTrigger | None = None
     redis: RedisTrigger | None = None
     job: JobTrigger | None = None
+    entrypoint: str = Field(default=DEFAULT_ENTRYPOINT, min_length=1, max_length=256, pattern=r"^[^\s]+$")
+    """The exported function a core module runs (no parameters, no results), as WAGI's
+    `entrypoint`: one module may hold several handlers. Components run the world they export and
+    take only the default."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
         if sum(t is not None for t in (self.http, self.redis, self.job)) != 1:
             raise ValueError("exactly one trigger kind must be set: http, redis or job")
         return self
+
+    @property
+    def args(self) -> list[str]:
+        """The argv[1:] of the set trigger kind."""
+        chosen: WithArgs | None = self.http or self.redis or self.job
+        return list(chosen.args) if chosen is not None else []
 
     @property
     def kind(self) -> TriggerKind:

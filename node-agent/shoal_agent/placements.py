@@ -235,7 +235,8 @@ class PlacementWorker:
             namespace=ns,
             name=spec.app,
             env=env,
-            args=tuple(spec.trigger.job.args) if spec.trigger.job else (),
+            args=tuple(spec.trigger.args),
+            entrypoint=spec.trigger.entrypoint,
             capabilities=bindings.capabilities,
             limits=AppLimits(
                 memory_bytes=spec.limits.memory_bytes,

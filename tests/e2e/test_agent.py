@@ -142,6 +142,7 @@ def images(guests: Path, oci_registry: Registry, private_registry: Registry) -> 
     if (guests / "hello-go.wasm").exists():
         out.push("hello-go", f"{reg}/e2e/hello-go:v1", guests / "hello-go.wasm", WasmFormat.SPIN)
     out.push("job-c", f"{reg}/e2e/job-c:v1", guests / "job-c.wasm", WasmFormat.WASM_ARTIFACT)
+    out.push("cgi-echo", f"{reg}/e2e/cgi-echo:v1", guests / "cgi-echo.wasm", WasmFormat.WASM_ARTIFACT)
     for bad in ("infinite-loop", "memory-grow", "recursion", "unreachable", "stdout-flood", "malformed-cgi",
                 "undeclared-import", "fill-and-spin"):  # fmt: skip
         out.push(bad, f"{reg}/e2e/{bad}:v1", guests / f"{bad}.wasm", WasmFormat.WASM_ARTIFACT)
@@ -340,6 +341,32 @@ async def test_job_reports_exit_code_attempts_and_output(
     bad = await wait_state(kube, namespace, "job-bad", "Failed", within=20)
     assert (bad["exitCode"], bad["attempts"], bad["ready"]) == (3, 2, False), bad
     assert "exiting with 3" in bad["output"] and "job failed after 2 attempt(s)" in bad["message"]
+
+
+async def test_a_wagi_app_sets_argv_and_names_its_entry_point(
+    agent: AgentProcess, kube: KubeHttp, images: Images, namespace: str, http: aiohttp.ClientSession
+) -> None:
+    echo = images.refs["cgi-echo"]
+    create_placement(
+        kube, namespace, "argv", echo, trigger=Trigger(http=HttpTrigger(path="/argv", args=["-v", "x"]))
+    )
+    create_placement(
+        kube, namespace, "shout", echo, trigger=Trigger(http=HttpTrigger(path="/shout"), entrypoint="shout")
+    )
+    create_placement(
+        kube,
+        namespace,
+        "nowhere",
+        echo,
+        trigger=Trigger(http=HttpTrigger(path="/nowhere"), entrypoint="nowhere"),
+    )
+    await wait_state(kube, namespace, "argv", "Ready")
+    code, body = await get(http, agent, "/argv/p?more")
+    assert code == 200 and "args=-v,x,more\n" in body, body
+    await wait_state(kube, namespace, "shout", "Ready")
+    assert await get(http, agent, "/shout/here") == (200, "SHOUT from /here\n")
+    failed = await wait_state(kube, namespace, "nowhere", "Failed")
+    assert 'no "nowhere" export' in failed["message"], failed
 
 
 async def test_bad_guests_are_contained_while_a_good_app_serves(

@@ -14,6 +14,7 @@ from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime
 from shoal_agent.runtime.outcome import Outcome
 from shoal_agent.serving import Serving
+from tests.harness.netcluster import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +68,14 @@ def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
     # A component app answers HTTP only: a job or message gets an error that says so.
     r = app.invoke_sync(InvocationRequest())
     assert r.outcome is Outcome.ERROR and "only serves HTTP requests" in r.message
-    metrics = runtime.plane.metrics()
-    row = next(r for r in metrics if r[1] == "pyhttp")
-    assert row[3]["ok"] == 4  # four requests, each its own instance
+    # An instance is counted when its guest returns, which may be after the client has the whole
+    # response (and later still once a guest has moved to the background lane).
+    row = eventually(
+        lambda: next((r for r in runtime.plane.metrics() if r[1] == "pyhttp" and r[3]["ok"] == 4), None),
+        within=10,
+        what="four ok invocations of pyhttp",
+    )
+    assert row is not None and row[3]["ok"] == 4  # four requests, each its own instance
     assert row[2]["instance_start"][0][-1] == 4
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, LoadedApp, WasmRuntime
+from shoal_agent.runtime.errors import InvalidWasmError
 from shoal_agent.serving import Serving
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,21 @@ def test_routes_by_path_and_host_with_cgi_variables(
     assert (f["script_name"], f["path_info"], f["route"]) == ("", "/anything", "/...")
     # ISINDEX queries are argv.
     assert fields(c.get("/api?a+b%21")[2])["args"] == "a,b!"
+
+
+def test_an_http_app_sets_argv_and_names_its_entry_point(
+    serving: tuple[Serving, Client], example_guests: Path
+) -> None:
+    s, c = serving
+    s.mount_http(load(s, example_guests, "cgi-echo", "argv", args=("--verbose", "x y")), "/argv")
+    assert fields(c.get("/argv/p")[2])["args"] == "--verbose,x y"
+    # A WAGI query's args come after the app's own.
+    assert fields(c.get("/argv/p?more+args")[2])["args"] == "--verbose,x y,more,args"
+    s.mount_http(load(s, example_guests, "cgi-echo", "shout", entrypoint="shout"), "/shout")
+    status, _, body = c.get("/shout/here")
+    assert (status, body) == (200, "SHOUT from /here\n")
+    with pytest.raises(InvalidWasmError, match='no "nowhere" export'):
+        load(s, example_guests, "cgi-echo", "nowhere", entrypoint="nowhere")
 
 
 def test_unrouted_is_404_and_unmount_takes_effect_at_once(

@@ -207,6 +207,24 @@ def test_minimal_spec_gets_defaults() -> None:
     assert spec.placement.prefer_near_dependencies is True
     assert spec.rollout.max_unavailable == 1
     assert spec.trigger.summary() == "job"
+    assert spec.trigger.entrypoint == "_start" and spec.trigger.args == []
+
+
+def test_every_trigger_kind_takes_args_and_an_entry_point() -> None:
+    for kind, body in (
+        ("http", {"path": "/x"}),
+        ("job", {}),
+        ("redis", {"dependency": "cache", "channel": "c"}),
+    ):
+        spec = WasmAppSpec.model_validate(
+            {
+                "module": {"image": "r/m:v1"},
+                "dependencies": [{"name": "cache", "redis": {}}],
+                "trigger": {kind: {**body, "args": ["-v", "x"]}, "entrypoint": "handle"},
+            }
+        )
+        assert spec.trigger.kind == kind
+        assert (spec.trigger.args, spec.trigger.entrypoint) == (["-v", "x"], "handle")
 
 
 def test_round_trip_is_stable() -> None:
@@ -300,6 +318,8 @@ def test_status_from_server_ignores_unknown_fields() -> None:
         ({"rollout": {"maxUnavailable": "150%"}}, "maxUnavailable must be"),
         ({"rollout": {"maxUnavailable": "abc"}}, "maxUnavailable must be"),
         ({"trigger": {"http": {"path": "no-slash"}}}, "should match pattern"),
+        ({"trigger": {"http": {"path": "/"}, "entrypoint": "two words"}}, "should match pattern"),
+        ({"trigger": {"http": {"path": "/"}, "entrypoint": ""}}, "at least 1 character"),
     ],
 )
 def test_invalid_specs_are_rejected(overrides: dict[str, Any], message: str) -> None:

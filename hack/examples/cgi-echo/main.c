@@ -27,3 +27,11 @@ int main(int argc, char **argv) {
     printf("\n");
     return 0;
 }
+
+/* A second WAGI entry point (trigger.entrypoint: shout): one module, several handlers. wasm-ld
+ * runs the C constructors around an exported function of a command module; stdio is flushed here
+ * because no exit() follows. */
+__attribute__((export_name("shout"))) void shout(void) {
+    printf("Content-Type: text/plain\r\n\r\nSHOUT from %s\n", env("PATH_INFO"));
+    fflush(stdout);
+}

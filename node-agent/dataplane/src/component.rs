@@ -230,7 +230,8 @@ pub async fn serve(
     let start = ticket.start;
     let label = app.label();
     // A task of its own: the guest may go on writing the body after it has sent the headers.
-    let task = tokio::spawn(async move {
+    let lanes = shared.lanes.clone();
+    let guest = async move {
         let mut instantiated = None;
         let outcome: Result<()> = async {
             let proxy = pre.instantiate_async(&mut store).await?;
@@ -261,7 +262,8 @@ pub async fn serve(
         }
         ticket.finish(Some(AnyStore::Component(store)), &result);
         result
-    });
+    };
+    let task = tokio::spawn(async move { crate::lane::run(&lanes, guest).await });
     match rx.await {
         Ok(Ok(response)) => Served::Response(response),
         Ok(Err(code)) => Served::Failed(InvocationResult::refused(
@@ -270,12 +272,13 @@ pub async fn serve(
             None,
         )),
         Err(_) => match task.await {
-            Ok(r) if r.outcome == Outcome::Ok => Served::Failed(InvocationResult::refused(
+            Ok(Ok(r)) if r.outcome == Outcome::Ok => Served::Failed(InvocationResult::refused(
                 Outcome::Error,
                 "the component returned without setting a response".into(),
                 None,
             )),
-            Ok(r) => Served::Failed(r),
+            Ok(Ok(r)) => Served::Failed(r),
+            Ok(Err(crate::lane::Cancelled)) => Served::Failed(InvocationResult::shut_down()),
             Err(e) => Served::Failed(InvocationResult::refused(
                 Outcome::Error,
                 format!("the invocation failed in the host: {e}"),
@@ -349,6 +352,7 @@ mod tests {
             slots: FairSlots::new(2),
             interrupt: AtomicBool::new(false),
             reaper: Reaper::start("test-reaper"),
+            lanes: Default::default(),
         });
         let _ticker = crate::engine::EpochTicker::start(engine, Duration::from_millis(1));
         let request = || Request {

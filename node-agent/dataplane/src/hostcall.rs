@@ -142,8 +142,11 @@ pub fn define(linker: &mut Linker<Guest>, engine: &Engine, f: HostFn) -> Result<
                 let r = Python::with_gil(|py| {
                     call_python(py, host, index, base, len, params, results, &results_ty)
                 });
-                tokio::runtime::Handle::current().block_on(shared.slots.acquire(app_id, true));
-                holding.store(true, std::sync::atomic::Ordering::Release);
+                // A guest in the background lane runs without a slot (crate::lane).
+                if !crate::lane::on_background() {
+                    tokio::runtime::Handle::current().block_on(shared.slots.acquire(app_id, true));
+                    holding.store(true, std::sync::atomic::Ordering::Release);
+                }
                 r
             });
             outcome.map_err(|message| {

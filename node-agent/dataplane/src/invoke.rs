@@ -16,6 +16,7 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::component::{CGuest, Kind};
 use crate::hostcall::{HostBridge, HostFn, HostState};
+use crate::lane::{self, Cancelled, Lanes};
 use crate::metrics::AppMetrics;
 use crate::pipes::BoundedOutput;
 use crate::reaper::Reaper;
@@ -31,7 +32,12 @@ pub struct Shared {
     /// Tears down large instances off the guest threads (with their admission, so the memory
     /// they held counts against the budget until it is really given back).
     pub reaper: Reaper<(AnyStore, Admitted)>,
+    /// Where guests that run long move to (crate::lane).
+    pub lanes: Lanes,
 }
+
+/// What a core module runs unless its app names another export (WAGI's `entrypoint`).
+pub const DEFAULT_ENTRYPOINT: &str = "_start";
 
 /// Instances whose linear memory grew past this are torn down by the reaper.
 const REAP_ABOVE_BYTES: usize = 4 << 20;
@@ -215,6 +221,15 @@ impl InvocationResult {
         }
     }
 
+    /// The background lane's runtime stopped (shutdown) before the guest ended.
+    pub(crate) fn shut_down() -> Self {
+        Self::refused(
+            Outcome::Error,
+            "the data plane shut down while the guest ran".into(),
+            None,
+        )
+    }
+
     pub(crate) fn refused(
         outcome: Outcome,
         message: String,
@@ -271,6 +286,12 @@ impl AppVersion {
             }
             None => None,
         };
+        // A missing entry point is the app's error at load, not every request's.
+        match module.get_export(&cfg.entrypoint) {
+            Some(wasmtime::ExternType::Func(f))
+                if f.params().len() == 0 && f.results().len() == 0 => {}
+            _ => return Err(wasmtime::Error::new(NoEntry(cfg.entrypoint))),
+        }
         let pre = linker.instantiate_pre(module)?;
         Self::with_kind(Kind::Module(pre), cfg, metrics, bridge)
     }
@@ -283,6 +304,13 @@ impl AppVersion {
         cfg: AppConfig,
         metrics: Arc<AppMetrics>,
     ) -> Result<Self> {
+        if cfg.entrypoint != DEFAULT_ENTRYPOINT {
+            wasmtime::bail!(
+                "entrypoint {:?} applies to core modules only: a component runs the world it \
+                 exports (wasi:http/incoming-handler or wasi:cli/run)",
+                cfg.entrypoint
+            );
+        }
         let kind = crate::component::prepare(engine, component)?;
         Self::with_kind(kind, cfg, metrics, None)
     }
@@ -498,6 +526,17 @@ pub async fn invoke_then_teardown(
     app: Arc<AppVersion>,
     req: Request,
 ) -> (InvocationResult, Option<Leftover>) {
+    let lanes = shared.lanes.clone();
+    lane::run(&lanes, admit_and_run(shared, app, req))
+        .await
+        .unwrap_or_else(|Cancelled| (InvocationResult::shut_down(), None))
+}
+
+async fn admit_and_run(
+    shared: Arc<Shared>,
+    app: Arc<AppVersion>,
+    req: Request,
+) -> (InvocationResult, Option<Leftover>) {
     let ticket = match enter(&shared, &app, req.arrival, req.max_wait).await {
         Ok(t) => t,
         Err(refused) => return (refused, None),
@@ -540,9 +579,13 @@ pub(crate) fn govern<T: Send + 'static>(
             return Ok(UpdateDeadline::Interrupt);
         }
         // Give the slot to the next app in line, really yield the thread (so a request that has
-        // not reached the queue yet gets polled), then queue for a slot again.
+        // not reached the queue yet gets polled), then queue for a slot again; in the background
+        // lane a guest runs without a slot, so it only yields.
         if holding.swap(false, Ordering::AcqRel) {
             sh.slots.release();
+        }
+        if lane::on_background() {
+            return Ok(UpdateDeadline::Yield(1));
         }
         let (sh2, held) = (sh.clone(), holding.clone());
         Ok(UpdateDeadline::YieldCustom(
@@ -567,6 +610,11 @@ impl MemoryLimiter {
 }
 
 impl AppVersion {
+    /// The app's own args followed by `extra` (a WAGI request's query args).
+    pub(crate) fn args_then(&self, extra: Vec<String>) -> Vec<String> {
+        self.argv[1..].iter().cloned().chain(extra).collect()
+    }
+
     /// argv: a request's own args after the app name, else the app's.
     pub(crate) fn argv_for(&self, args: Option<&[String]>) -> Vec<String> {
         match args {
@@ -768,6 +816,7 @@ mod tests {
             slots: FairSlots::new(slots),
             interrupt: AtomicBool::new(false),
             reaper: Reaper::start("test-reaper"),
+            lanes: Default::default(),
         })
     }
 
@@ -778,6 +827,27 @@ mod tests {
         timeout_ms: u64,
         concurrency: u32,
     ) -> Arc<AppVersion> {
+        Arc::new(
+            load(
+                shared,
+                name,
+                wat,
+                DEFAULT_ENTRYPOINT,
+                timeout_ms,
+                concurrency,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn load(
+        shared: &Shared,
+        name: &str,
+        wat: &str,
+        entrypoint: &str,
+        timeout_ms: u64,
+        concurrency: u32,
+    ) -> Result<AppVersion> {
         let module = Module::new(&shared.engine, wat).unwrap();
         let registry = Registry::new(vec![0.001, 0.01, 0.1, 1.0]);
         let cfg = AppConfig {
@@ -785,7 +855,7 @@ mod tests {
             name: name.into(),
             args: vec![],
             env: vec![],
-            entrypoint: "_start".into(),
+            entrypoint: entrypoint.into(),
             limits: AppLimits {
                 memory_bytes: 4 << 20,
                 timeout: Duration::from_millis(timeout_ms),
@@ -795,9 +865,22 @@ mod tests {
                 stderr_bytes: 1024,
             },
         };
-        Arc::new(
-            AppVersion::new(&shared.engine, &module, cfg, registry.app("ns", name), None).unwrap(),
-        )
+        AppVersion::new(&shared.engine, &module, cfg, registry.app("ns", name), None)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_app_may_name_its_entry_point_and_a_missing_one_fails_the_load() {
+        let sh = shared(1 << 30, 2);
+        let _t = ticker(&sh);
+        let two = HELLO.replace("(export \"_start\")", "(export \"handle\")");
+        let handle = Arc::new(load(&sh, "handle", &two, "handle", 500, 4).unwrap());
+        let r = invoke(sh.clone(), handle, request()).await;
+        assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+        let missing = load(&sh, "missing", HELLO, "handle", 500, 4).err().unwrap();
+        assert!(
+            format!("{missing:#}").contains("no \"handle\" export"),
+            "{missing:#}"
+        );
     }
 
     fn request() -> Request {

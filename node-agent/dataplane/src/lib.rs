@@ -10,6 +10,7 @@ pub mod component;
 pub mod engine;
 pub mod hostcall;
 pub mod invoke;
+pub mod lane;
 pub mod metrics;
 pub mod pipes;
 mod python;

@@ -15,6 +15,7 @@ use crate::cache::{Artifact, ModuleCache, sha256_hex};
 use crate::engine::{EngineSettings, EpochTicker, build_engine};
 use crate::hostcall::{GuestMemory, HostBridge, HostFn, val_type};
 use crate::invoke::{self, AppConfig, AppLimits, AppVersion, Shared};
+use crate::lane::Lanes;
 use crate::metrics::{OUTCOMES, REFUSALS, Registry};
 use crate::reaper::Reaper;
 use crate::router::Route;
@@ -98,37 +99,40 @@ pub struct DataPlane {
     server: Arc<Server>,
     bridge: Mutex<Option<Arc<HostBridge>>>,
     runtime: Mutex<Option<Runtime>>,
+    background: Mutex<Option<Runtime>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     ticker: Mutex<Option<EpochTicker>>,
     closed: AtomicBool,
 }
 
-/// One runtime for the listener and the guests: a request runs its guest inline in its
-/// connection task (no hop between threads), and a running guest gives its thread back at every
-/// epoch tick, so connections are served within a tick even while long guests hold every slot.
-fn runtime(name: &str, threads: usize) -> PyResult<Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .thread_name(name)
-        .on_thread_start(lower_priority)
-        .enable_all()
+/// The foreground runtime serves connections and runs every guest first, inline in its
+/// connection task (no hop between threads); a running guest gives its thread back at every
+/// epoch tick. Guests that run long move to the background runtime (crate::lane), whose threads
+/// run at a lower priority.
+fn runtime(name: &str, threads: usize, background: bool) -> PyResult<Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(threads.max(1)).thread_name(name);
+    if background {
+        b.on_thread_start(|| {
+            crate::lane::mark_background_thread();
+            lower_priority();
+        });
+    }
+    b.enable_all()
         .build()
         .map_err(|e| PyOSError::new_err(format!("starting the {name} runtime: {e}")))
 }
 
-/// How much lower the guest threads run than the agent's other threads (nice levels);
-/// `SHOAL_GUEST_NICE` overrides it (0: as the rest of the agent). bench-coldstart's neighbour
-/// (hello p99 beside an app whose guests spin on every slot, 2 cores, client on the same host):
-/// nice 0: 3.9-4.1 ms, 5: 2.0-3.0, 10: 2.3, 19: 1.2 (quiet 0.3-0.6 ms). The cost: the agent's
-/// own threads (compiles, the Python control plane) take the CPU first; 10 keeps guests at about
-/// a tenth of their weight while those run.
-const GUEST_NICE: i32 = 10;
+/// How much lower the background lane's threads run than the agent's other threads (nice
+/// levels); `SHOAL_GUEST_NICE` overrides it (0: as the rest of the agent). bench-coldstart's
+/// neighbour (hello p99 beside an app whose guests spin on every slot, 2 cores, client on the
+/// same host), when every guest thread ran at one nice level: 0: 3.9-4.1 ms, 10: 2.3, 19: 1.2
+/// (quiet 0.3-0.6 ms). Only guests that ran past `demote_after_ms` run there, so the lowest level
+/// costs short requests nothing; in a pod it orders the agent's own threads only.
+const GUEST_NICE: i32 = 19;
 
-/// Guests run to their deadline on these threads, and the epoch ticker that makes them yield is
-/// another thread of the same process: when every guest thread spins, a lower priority for them
-/// lets the ticker (and the agent's Python threads) get a core first. A thread may always lower
-/// its own priority, so this needs no privilege; Linux applies `setpriority(PRIO_PROCESS, 0)` to
-/// the calling thread only.
+/// A thread may always lower its own priority, so this needs no privilege; Linux applies
+/// `setpriority(PRIO_PROCESS, 0)` to the calling thread only.
 fn lower_priority() {
     let nice = std::env::var("SHOAL_GUEST_NICE")
         .ok()
@@ -176,7 +180,7 @@ impl DataPlane {
     #[new]
     #[pyo3(signature = (*, cache_dir, memory_budget, buckets, guest_threads=2, tick_ms=0.25,
                         keep_resident_bytes=131072, max_instances=1000, max_memory_bytes=4294967296,
-                        app_memory_share=0.5))]
+                        app_memory_share=0.5, demote_after_ms=5.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         cache_dir: Option<PathBuf>,
@@ -188,6 +192,7 @@ impl DataPlane {
         max_instances: u32,
         max_memory_bytes: usize,
         app_memory_share: f64,
+        demote_after_ms: f64,
     ) -> PyResult<Self> {
         let settings = EngineSettings {
             max_instances,
@@ -198,7 +203,8 @@ impl DataPlane {
         };
         let engine = build_engine(&settings).map_err(err)?;
         let cache = ModuleCache::new(engine.clone(), cache_dir).map_err(err)?;
-        let rt = runtime("shoal-dataplane", guest_threads)?;
+        let rt = runtime("shoal-dataplane", guest_threads, false)?;
+        let bg = runtime("shoal-guests-bg", guest_threads, true)?;
         let shared = Arc::new(Shared {
             engine: engine.clone(),
             admission: Admission::new(memory_budget, app_memory_share),
@@ -207,6 +213,10 @@ impl DataPlane {
             slots: FairSlots::new(guest_threads.max(1)),
             interrupt: AtomicBool::new(false),
             reaper: Reaper::start("shoal-reaper"),
+            lanes: Lanes {
+                background: Some(bg.handle().clone()),
+                demote_after: Duration::from_secs_f64(demote_after_ms.max(0.0) / 1000.0),
+            },
         });
         let server = Arc::new(Server {
             shared: shared.clone(),
@@ -220,6 +230,7 @@ impl DataPlane {
             server,
             bridge: Mutex::new(None),
             runtime: Mutex::new(Some(rt)),
+            background: Mutex::new(Some(bg)),
             listener: Mutex::new(None),
             ticker: Mutex::new(Some(EpochTicker::start(engine, settings.tick))),
             closed: AtomicBool::new(false),
@@ -515,9 +526,11 @@ impl DataPlane {
         self.server.routes.replace(Vec::new());
         self.shared.interrupt.store(true, Ordering::Relaxed);
         let rt = self.runtime.lock().unwrap().take();
+        let bg = self.background.lock().unwrap().take();
         let ticker = self.ticker.lock().unwrap().take();
         py.allow_threads(move || {
-            if let Some(rt) = rt {
+            // The foreground first: dropping its tasks cancels what they moved to the background.
+            for rt in [rt, bg].into_iter().flatten() {
                 rt.shutdown_timeout(Duration::from_secs(2));
             }
             drop(ticker);

@@ -209,7 +209,8 @@ impl Server {
             protocol: &protocol,
         };
         let env = build_env(&cgi, &route.route, &target.app_env);
-        let args = build_args(&query);
+        // WAGI: the query's args (if any) come after the ones the app declares.
+        let args = target.app.args_then(build_args(&query));
         let request = invoke::Request {
             stdin: body,
             env,

@@ -59,6 +59,7 @@ class WasmRuntime:
             keep_resident_bytes=s.keep_resident_bytes,
             max_instances=s.max_instances,
             app_memory_share=s.app_memory_share,
+            demote_after_ms=s.demote_after_ms,
         )
         self.host_functions = host_functions or HostFunctionRegistry()
         self.plane.set_host(self.host_functions.dispatch, self.host_functions.new_state)
