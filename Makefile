@@ -2,9 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
-export PYTHONPATH := $(CURDIR)/hack
 
-.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart images chaos
+.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status env demo clean bench-schedule bench-coldstart images chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -78,6 +77,9 @@ down: ## stop everything `make up` started
 
 status: ## what `make up` started, and whether it still runs
 	@$(PY) -m localcluster status
+
+env: ## shell lines for the local cluster: eval "$(make env)" sets KUBECONFIG and puts kubectl, helm, shoal on PATH
+	@$(PY) -m localcluster env
 
 demo: setup ## bring up a local cluster with Shoal and run the demo (REAL_NODES=1: the chart's images on a real kubelet Node)
 	@$(PY) hack/demo.py

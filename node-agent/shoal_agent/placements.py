@@ -32,12 +32,12 @@ from shoal_api.naming import node_selector
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
 from shoal_api.wasmplacement import WasmPlacement, WasmPlacementStatus
+from shoal_oci import ArtifactPuller, OciError
 
 from .apps import AppBindings, BindingsListener, InFlight, RunningApp, TriggerFactory
 from .capabilities import capabilities_for
 from .config import AgentConfig
 from .metrics import AgentMetrics
-from .oci import ArtifactPuller, OciError
 from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError
 from .secrets import MissingReference, SecretReader
 from .serving import Serving

@@ -20,21 +20,21 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.agentproc import AgentProcess
+from harness.fakeagents import AGENT_NAMESPACE
+from harness.kubehttp import KubeHttp
+from harness.operatorproc import OperatorProcess
+from harness.waiting import eventually
 from localcluster.controlplane import ControlPlane
 from localcluster.processes import free_port
 from localcluster.registry import Registry
-from shoal_agent.oci import WasmFormat, push_wasm
-from shoal_agent.oci.push import Artifact, Blob, Manifest, build, push
 from shoal_api import GROUP, VERSION
 from shoal_api.meta import KeySelector
 from shoal_api.naming import agent_lease_name, placement_labels, placement_name
 from shoal_api.wasmapp import EnvVar, EnvVarSource, HttpTrigger, JobTrigger, Trigger
 from shoal_api.wasmplacement import Limits, ResolvedModule, WasmPlacementSpec
-from tests.harness.agentproc import AgentProcess
-from tests.harness.fakeagents import AGENT_NAMESPACE
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.operatorproc import OperatorProcess
-from tests.harness.waiting import eventually
+from shoal_oci import WasmFormat, push_wasm
+from shoal_oci.push import Artifact, Blob, Manifest, build, push
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
