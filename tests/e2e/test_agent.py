@@ -332,7 +332,7 @@ async def test_job_reports_exit_code_attempts_and_output(
         images.refs["job-c"],
         trigger=Trigger(job=JobTrigger(args=["3"], backoff_limit=1)),
     )
-    ok = await wait_state(kube, namespace, "job-ok", "Ready")
+    ok = await wait_state(kube, namespace, "job-ok", "Succeeded")
     await eventually(lambda: status_of(kube, namespace, "job-ok").get("exitCode") == 0, what="job-ok exit 0")
     ok = status_of(kube, namespace, "job-ok")
     assert ok["ready"] is True and ok["attempts"] == 1 and "arg[2]=x" in ok["output"], ok
@@ -340,6 +340,7 @@ async def test_job_reports_exit_code_attempts_and_output(
     bad = await wait_state(kube, namespace, "job-bad", "Failed", within=20)
     assert (bad["exitCode"], bad["attempts"], bad["ready"]) == (3, 2, False), bad
     assert "exiting with 3" in bad["output"] and "job failed after 2 attempt(s)" in bad["message"]
+    assert bad["message"].endswith(": exited with code 3"), bad["message"]
 
 
 async def test_bad_guests_are_contained_while_a_good_app_serves(
