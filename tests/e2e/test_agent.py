@@ -293,7 +293,12 @@ async def test_registers_and_serves_hellos_in_three_formats(
         assert code == 200 and greeting in body, body
 
     node = kube.get(f"{PLACEMENTS}/wasmnodes/{NODE}")
-    assert node["spec"]["capacity"] == {"cpuMillis": 2000, "memoryBytes": 2 << 30, "cpu": "2", "memory": "2Gi"}
+    assert node["spec"]["capacity"] == {
+        "cpuMillis": 2000,
+        "memoryBytes": 2 << 30,
+        "cpu": "2",
+        "memory": "2Gi",
+    }
     assert node["spec"]["endpoint"] == {
         "host": "127.0.0.1",
         "port": agent.http_port,
