@@ -2,9 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
-export PYTHONPATH := $(CURDIR)/hack
 
-.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status demo clean bench-schedule bench-coldstart images chaos
+.PHONY: help setup tools lint test test-rust test-unit test-integration crds dashboards docs up down status env demo clean bench-schedule bench-coldstart images chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -20,10 +19,19 @@ CARGO := CARGO_TARGET_DIR=$${SHOAL_CACHE:-$$HOME/.cache/shoal}/cargo PYO3_PYTHON
 CRATE := --manifest-path node-agent/dataplane/Cargo.toml
 PYLIBDIR = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 
-lint: setup ## ruff, mypy, cargo fmt and clippy
+# deptry over what ships (api, oci, operator, node-agent, cli: their imports are exactly `dependencies`),
+# then over the dev kit and tests (anything they import is declared, in `dependencies` or the dev extra).
+DEV_FIRST_PARTY := $(foreach m,shoal_api shoal_oci shoal_operator shoal_agent shoal_cli shoal_dataplane \
+	localcluster harness bench chaos dashboards gen_crds gen_docs gen_dashboards demo_realnode tests,-kf $(m))
+
+lint: setup ## ruff, mypy, dependency and import-layer checks, cargo fmt and clippy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	.venv/bin/deptry api oci operator node-agent cli
+	.venv/bin/deptry hack tests $(DEV_FIRST_PARTY) --ignore DEP002,DEP004 \
+		--exclude '\.venv|hack/tools|hack/examples/.*-component-py'
+	.venv/bin/lint-imports
 	$(CARGO) fmt $(CRATE) --check
 	$(CARGO) clippy --release --locked $(CRATE) --all-targets -- -D warnings
 
@@ -78,6 +86,9 @@ down: ## stop everything `make up` started
 
 status: ## what `make up` started, and whether it still runs
 	@$(PY) -m localcluster status
+
+env: ## shell lines for the local cluster: eval "$(make env)" sets KUBECONFIG and puts kubectl, helm, shoal on PATH
+	@$(PY) -m localcluster env
 
 demo: setup ## bring up a local cluster with Shoal and run the demo (REAL_NODES=1: the chart's images on a real kubelet Node)
 	@$(PY) hack/demo.py

@@ -6,29 +6,29 @@ and one agent per kwok Node as local processes with the chart's ServiceAccount t
 scraping them, the hello modules (C, Go, WAT in three OCI formats) and a job from examples/*.yaml,
 a few hundred requests, then Finicky Whiskers (examples/finicky-whiskers.yaml: tally, scoreboard,
 leaderboard on real Redis and MariaDB served at their pods' IPs by `python -m localcluster.depservers`),
-clicks through tally's EndpointSlice, and p50/p99 of every cold-start phase per app. Every process
+clicks through tally's EndpointSlice, and what every cold-start phase per app took (count and mean;
+p50/p99 bucket estimates where there were enough samples). Every process
 it starts is recorded in the cluster's state file, which `make down` reads.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from localcluster import depservers, examples
-from localcluster.__main__ import up
+from localcluster import coldstarts, depservers, examples
+from localcluster.__main__ import shell_env, up
 from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
 from localcluster.processes import Proc, stop
 from localcluster.prometheus import Prometheus
 from localcluster.shoalprocs import LocalShoal
 from localcluster.testnet import TestNet
-from localcluster.tools import bin_dir, cache_dir
+from localcluster.tools import cache_dir
 from localcluster.whiskers import APPS, DB_POD, REDIS_POD, Whiskers, WhiskersError, poll, progress
 
 CLUSTER = "default"
@@ -72,38 +72,10 @@ def agent_hosts(state: dict[str, Any], nodes: list[str]) -> dict[str, str]:
     return {n: known.get(n) or net.host_address() for n in nodes}
 
 
-def quantiles(prom: Prometheus, metric: str) -> dict[str, tuple[float, float]]:
-    """app -> (p50, p99) over every observation since the agents started."""
-    out: dict[str, list[float]] = {}
-    for q in (0.5, 0.99):
-        expr = f'histogram_quantile({q}, sum by (le, app) ({metric}_bucket{{namespace="{NS}"}}))'
-        for series in prom.query(expr):
-            out.setdefault(series["metric"]["app"], []).append(float(series["value"][1]))
-    return {app: (v[0], v[1]) for app, v in out.items() if len(v) == 2}
-
-
-def fmt(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
-
-
 def cold_start_table(prom: Prometheus) -> str:
-    columns = {name: quantiles(prom, metric) for name, metric in PHASES}
-    apps = sorted({app for col in columns.values() for app in col})
-    header = f"{'app':<12}" + "".join(f"{name + ' p50/p99':>26}" for name, _ in PHASES)
-    rows = [header, "-" * len(header)]
-    for app in apps:
-        cells = []
-        for name, _ in PHASES:
-            p50, p99 = columns[name].get(app, (math.nan, math.nan))
-            cells.append(f"{fmt(p50) + ' / ' + fmt(p99):>26}")
-        rows.append(f"{app:<12}" + "".join(cells))
-    return "\n".join(rows)
+    return coldstarts.table(
+        [name for name, _ in PHASES], {name: coldstarts.observed(prom, metric, NS) for name, metric in PHASES}
+    )
 
 
 def start_processes(
@@ -217,7 +189,7 @@ def click_whiskers(w: Whiskers, redis_at: Address, db_at: Address, password: str
 
 def cold_starts(prom: Prometheus) -> None:
     time.sleep(5)  # two more scrapes
-    step("cold starts per phase, from Prometheus (histogram_quantile over the agents' histograms)")
+    step("cold starts per phase, from Prometheus (the agents' histograms: _count, _sum, and buckets)")
     print(cold_start_table(prom))
 
 
@@ -225,23 +197,26 @@ def print_next_steps(
     plane: ControlPlane, shoal: LocalShoal, prom: Prometheus, whiskers: tuple[Address, Address], took: float
 ) -> None:
     nodes = list(shoal.agents)
-    kubectl = f"{bin_dir() / 'kubectl'} --kubeconfig {plane.kubeconfig}"
     first = shoal.agents[nodes[0]]
     go_node = next((p["spec"]["nodeName"] for p in examples.placements(plane, NS, "hello-go")), nodes[0])
     go_agent = shoal.agents[go_node]
     (th, tp), (lh, lp) = whiskers
     workdir = shoal.workdir
+    env = "".join(f"    {line}\n" for line in shell_env(str(plane.kubeconfig)).splitlines())
     print(
         f"""
-Shoal is running (demo took {took:.0f}s). Try:
-    {kubectl} get wasm -A
-    {kubectl} -n {NS} describe wasmapp hello-c
+Shoal is running (demo took {took:.0f}s). Paste these two lines (or run: eval "$(make env)"):
+{env}
+then try:
+    kubectl get wasmapps,wasmplacements -n {NS}
+    kubectl get wasmnodes
+    kubectl describe wasmapp hello-c -n {NS}
     curl {first.url}/hello-c/you
     curl -H 'Host: hello-go.{NS}' {go_agent.url}/
-    curl http://{th}:{tp}/tally                          (a click; tally's EndpointSlice address)
+    curl http://{th}:{tp}/tally                    (a click; tally's EndpointSlice address)
     curl 'http://{lh}:{lp}/leaderboard?limit=5'
     curl -s {first.metrics_url} | grep shoal_instance_start
-    open {prom.url}  (Prometheus; e.g. rate(shoal_invocations_total[1m]))
+    open {prom.url}   (Prometheus; e.g. rate(shoal_invocations_total[1m]))
 Logs: {workdir / "logs"}, dependency servers: {workdir / "depservers"}
 Stop everything: make down"""
     )

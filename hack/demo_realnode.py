@@ -24,7 +24,7 @@ from localcluster.processes import wait_until
 from localcluster.realchart import hello_app, install, pod_if_ready, push_to_node, selector
 from localcluster.realnode import RealNode
 from localcluster.tools import bin_dir, cache_dir
-from shoal_agent.oci import WasmFormat, push_wasm
+from shoal_oci import WasmFormat, push_wasm
 
 CLUSTER = "default"
 NS = "shoal-demo"

@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "api"))
-
 from shoal_api.crds import crd_definitions, render_crd_yaml  # noqa: E402
 
 

@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack"))
-
 from dashboards.render import DASHBOARD_DIR, expected_files  # noqa: E402
 
 

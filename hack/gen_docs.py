@@ -24,9 +24,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 REPO = Path(__file__).resolve().parent.parent
-for _src in ("api", "operator", "node-agent"):
-    sys.path.insert(0, str(REPO / _src))
-
 from shoal_agent.metrics import AgentMetrics  # noqa: E402
 from shoal_api import WasmApp  # noqa: E402
 from shoal_api.constants import WASMAPP_CONDITION_TYPES  # noqa: E402

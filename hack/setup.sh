@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything Shoal's tests and demo need on a fresh Debian machine. Idempotent.
 #   1. Debian packages: the real servers tests run against, and the toolchain for example guests.
-#   2. A Python virtualenv in .venv with the project and its dev tools.
+#   2. A Python virtualenv in .venv with the project, its dev tools and the dev kit (localcluster, harness...).
 #   3. Kubernetes, etcd, kwok, helm and oras built from the Go module proxy (cached in ~/.cache/shoal).
 #   4. The native data plane (Rust: wasmtime + hyper, a PyO3 extension built by maturin), with cargo's
 #      target dir cached in ~/.cache/shoal/cargo so a fresh clone rebuilds only the crate itself.
@@ -44,9 +44,9 @@ if [[ ! -x .venv/bin/python ]]; then
   .venv/bin/pip install -q --upgrade pip
 fi
 stamp=.venv/.shoal-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-  log "installing the project and its dev tools into .venv"
-  .venv/bin/pip install -q -e '.[dev]'
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || hack/pyproject.toml -nt $stamp ]]; then
+  log "installing the project, its dev tools and the dev kit (hack/pyproject.toml) into .venv"
+  .venv/bin/pip install -q -e '.[dev]' -e hack
   touch "$stamp"
 else
   log "python environment: up to date"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client, config
 
+from harness.clusters import control_plane_at
 from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
 from localcluster.tools import tool
-from tests.harness.clusters import control_plane_at
 
 REPO = Path(__file__).resolve().parents[1]
 

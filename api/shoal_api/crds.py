@@ -160,15 +160,21 @@ def wasmnode_crd() -> JsonDict:
         printer_columns=[
             {
                 "name": "CPU",
-                "type": "integer",
-                "jsonPath": ".spec.capacity.cpuMillis",
-                "description": "millicores",
+                "type": "string",
+                "jsonPath": ".spec.capacity.cpu",
+                "description": "capacity.cpuMillis as a quantity",
             },
             {
                 "name": "Memory",
-                "type": "integer",
-                "jsonPath": ".spec.capacity.memoryBytes",
-                "description": "bytes",
+                "type": "string",
+                "jsonPath": ".spec.capacity.memory",
+                "description": "capacity.memoryBytes as a quantity",
+            },
+            {
+                "name": "Allocated",
+                "type": "string",
+                "jsonPath": ".status.allocated.memory",
+                "description": "memory requested by the placements here",
             },
             {"name": "Wasmtime", "type": "string", "jsonPath": ".spec.runtime.wasmtime"},
             {"name": "Agent", "type": "string", "jsonPath": ".spec.runtime.agent"},

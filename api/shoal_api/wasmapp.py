@@ -486,7 +486,7 @@ class WasmAppSpec(KubeModel):
         return next((d for d in self.dependencies if d.name == name), None)
 
 
-PlacementState = Literal["Pending", "Pulling", "Compiling", "Ready", "Failed", "Draining"]
+PlacementState = Literal["Pending", "Pulling", "Compiling", "Ready", "Succeeded", "Failed", "Draining"]
 
 
 class PlacementSummary(KubeModel):

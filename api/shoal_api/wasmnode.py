@@ -6,13 +6,14 @@ Cluster-scoped and named after the node. Liveness is not in here: it is the agen
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shoal_api.cel import list_map
 from shoal_api.constants import WASMNODE_KIND, WASMNODE_PLURAL
 from shoal_api.meta import DNS_SUBDOMAIN_MAX, Condition, KubeModel, KubeObject
+from shoal_api.quantity import format_cpu, format_memory
 from shoal_api.wasmapp import PlacementState
 
 
@@ -23,6 +24,16 @@ class NodeResources(KubeModel):
     """CPU in millicores (1000 = one core), the unit of the placements' spec.requests.cpuMillis."""
     memory_bytes: int = Field(default=0, ge=0)
     """Memory in bytes, the unit of the placements' spec.requests.memoryBytes."""
+    cpu: str = Field(default="", max_length=32)
+    """cpuMillis as a Kubernetes quantity ("2", "500m"), for reading: derived, whatever is written here."""
+    memory: str = Field(default="", max_length=32)
+    """memoryBytes as a Kubernetes quantity ("1Gi"), for reading: derived, whatever is written here."""
+
+    @model_validator(mode="after")
+    def _quantities(self) -> Self:
+        # kubectl's printer columns cannot format numbers: `kubectl get wasmnodes` showed 1073741824.
+        self.cpu, self.memory = format_cpu(self.cpu_millis), format_memory(self.memory_bytes)
+        return self
 
 
 class AgentEndpoint(KubeModel):

@@ -148,7 +148,8 @@ class WasmPlacementStatus(KubeModel):
     """Observed state of the replica, written by the agent on its node."""
 
     state: PlacementState = "Pending"
-    """Phase on the node: Pending, Pulling, Compiling, then Ready; Failed (see message) or Draining."""
+    """Phase on the node: Pending, Pulling, Compiling, then Ready; Failed (see message) or Draining. A job
+    is Ready while it runs and ends Succeeded or Failed."""
     ready: bool = False
     """True while the replica serves its trigger (for a job: while it runs and once it succeeded)."""
     message: str = Field(default="", max_length=4096)

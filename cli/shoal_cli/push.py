@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoal_agent.oci import (
+from shoal_cli.errors import CliError
+from shoal_oci import (
     InvalidReference,
+    NotWasm,
     OciError,
     RegistryUnavailable,
     Unauthorized,
     WasmFormat,
+    check_wasm_bytes,
     push_wasm,
 )
-from shoal_agent.oci.formats import COMPONENT_VERSION, CORE_MODULE_VERSION, WASM_MAGIC
-from shoal_cli.errors import CliError
 
 # CLI spelling -> packaging. "cncf" is the CNCF TAG-Runtime Wasm artifact that Shoal prefers.
 FORMATS = {"cncf": WasmFormat.WASM_ARTIFACT, "spin": WasmFormat.SPIN, "docker": WasmFormat.DOCKER_IMAGE}
@@ -49,8 +50,10 @@ def read_module(path: Path) -> bytes:
         raise CliError(f"{path}: is a directory, not a .wasm file") from None
     except OSError as e:
         raise CliError(f"{path}: cannot read: {e.strerror or e}") from None
-    if data[:4] != WASM_MAGIC or data[4:8] not in (CORE_MODULE_VERSION, COMPONENT_VERSION):
-        raise CliError(f"{path}: not a WebAssembly module (no \\0asm header)")
+    try:
+        check_wasm_bytes(data[:8], str(path))
+    except NotWasm:
+        raise CliError(f"{path}: not a WebAssembly module (no \\0asm header)") from None
     return data
 
 

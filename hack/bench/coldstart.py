@@ -57,8 +57,6 @@ import shoal_dataplane
 from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # hack/: `bench.coldstart_core`, as mypy sees it
-
 from bench.coldstart_core import core_figures, default_wasm, format_figure, percentile  # noqa: E402
 from bench.coldstart_guests import hello_wat, hog_wat  # noqa: E402
 from shoal_agent.metrics import AgentMetrics  # noqa: E402

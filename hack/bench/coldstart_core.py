@@ -22,15 +22,12 @@ import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "node-agent"))
-
 from shoal_agent.metrics import AgentMetrics  # noqa: E402
 from shoal_agent.runtime import AppSpec, InvocationRequest, LoadedApp, WasmRuntime  # noqa: E402
 from shoal_agent.runtime.outcome import Outcome  # noqa: E402

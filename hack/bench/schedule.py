@@ -48,14 +48,11 @@ from kubernetes_asyncio import client, config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path[:0] = [str(ROOT / "hack"), str(ROOT)]
-
-from tests.harness.operatorproc import OperatorProcess  # noqa: E402
-
+from harness.operatorproc import OperatorProcess  # noqa: E402
 from localcluster.controlplane import ControlPlane, NodeShape  # noqa: E402
 from localcluster.registry import Registry  # noqa: E402
-from shoal_agent.oci import push_wasm  # noqa: E402
 from shoal_api.naming import agent_lease_name  # noqa: E402
+from shoal_oci import push_wasm  # noqa: E402
 from shoal_operator.kube import look_up_proxy_once  # noqa: E402
 from shoal_operator.scheduling import Agent, AppRequest, ClusterState, Node, Resources, iter_decisions  # noqa: E402
 

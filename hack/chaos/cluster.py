@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness.clusters import control_plane_at, local_shoal
-from tests.harness.kubehttp import KubeHttp
-
+from harness.clusters import control_plane_at, local_shoal
+from harness.kubehttp import KubeHttp
 from localcluster import examples
 from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
@@ -41,7 +40,7 @@ class Cluster:
     def push(self, name: str, tag: str = "v1", *, repository: str = "") -> str:
         """Push hack/examples' `name` as <registry>/chaos/<repository or name>:<tag>; returns the image
         reference."""
-        from shoal_agent.oci import WasmFormat, push_wasm
+        from shoal_oci import WasmFormat, push_wasm
 
         image = f"{self.registry.address}/chaos/{repository or name}:{tag}"
         push_wasm(image, self.wasm / f"{name}.wasm", WasmFormat.WASM_ARTIFACT)

@@ -14,10 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.netcluster import slice_addresses
-
 from chaos.figures import Address, Outcome, RouteSample
+from harness.kubehttp import KubeHttp
+from harness.netcluster import slice_addresses
 
 ROUTE_POLL_SECONDS = 0.1
 REQUEST_TIMEOUT_SECONDS = 3.0

@@ -1,4 +1,5 @@
-"""`python -m localcluster up|down|status`: the command-line face of the local cluster (make up/down/status).
+"""`python -m localcluster up|down|status|env`: the command-line face of the local cluster (make up/down/
+status/env).
 
 `up` leaves the servers running after it exits, so it records their PIDs in a state file; `down` stops
 exactly those PIDs and removes the work folder; nothing else on the machine is touched.
@@ -19,7 +20,7 @@ from pathlib import Path
 from .controlplane import ControlPlane
 from .processes import Proc, stop
 from .testnet import TestNet, TestNetError, pick_pod_cidr
-from .tools import cache_dir
+from .tools import bin_dir, cache_dir
 
 
 def _state_path(name: str) -> Path:
@@ -165,9 +166,25 @@ def status(name: str) -> int:
     return 0 if all(p.alive() for p in procs) else 1
 
 
+def shell_env(kubeconfig: str) -> str:
+    """Lines for `eval "$(make env)"`: kubectl and helm (the cached tools) and the venv's `shoal` on
+    PATH, and KUBECONFIG at the cluster, so the commands a user types next are short."""
+    tools, venv = bin_dir(), Path(sys.executable).parent
+    return f'export KUBECONFIG={kubeconfig}\nexport PATH="{tools}:{venv}:$PATH"\n'
+
+
+def env(name: str) -> int:
+    state = _load(name)
+    if state is None:
+        print(f"cluster {name!r} is not up (make up, or make demo)", file=sys.stderr)
+        return 1
+    print(shell_env(str(state["kubeconfig"])), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localcluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--name", default="default", help="several clusters may run side by side")
     parser.add_argument("--nodes", type=int, default=3, help="how many kwok Nodes (default 3)")
     parser.add_argument(
@@ -187,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return up(args.name, args.nodes, testnet=args.testnet, real_nodes=args.real_nodes)
     if args.command == "down":
         return down(args.name)
+    if args.command == "env":
+        return env(args.name)
     return status(args.name)
 
 

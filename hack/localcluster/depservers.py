@@ -41,7 +41,6 @@ from . import dbservers
 from .controlplane import ControlPlane
 from .processes import Proc, log_tail, spawn, stop, wait_until
 from .testnet import TestNet
-from .tools import HACK_DIR
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +330,7 @@ def spawn_controller(state_path: Path, workdir: Path) -> Proc:
         "dependency-servers",
         [sys.executable, "-m", "localcluster.depservers", f"--state={state_path}", f"--workdir={workdir}"],
         log_dir=workdir,
-        env={"PYTHONPATH": str(HACK_DIR), "PYTHONUNBUFFERED": "1"},
+        env={"PYTHONUNBUFFERED": "1"},
         stop_timeout=STOP_TIMEOUT_S,
     )
 

@@ -25,7 +25,7 @@ API = "/apis/shoal.dev/v1alpha1"
 @dataclass(frozen=True)
 class Guest:
     name: str  # hack/examples/<name>, <out>/<name>.wasm, image <registry>/examples/<name>:v1
-    format: str  # shoal_agent.oci.WasmFormat member name
+    format: str  # shoal_oci.WasmFormat member name
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,7 +59,7 @@ def image(registry: str, guest: Guest) -> str:
 
 def push(registry: str, wasm_dir: Path, guests: Iterable[Guest]) -> dict[str, str]:
     """Push each guest that was built; name -> manifest digest."""
-    from shoal_agent.oci import WasmFormat, push_wasm
+    from shoal_oci import WasmFormat, push_wasm
 
     pushed: dict[str, str] = {}
     for guest in guests:

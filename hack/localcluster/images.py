@@ -41,7 +41,7 @@ RUST_IMAGE = "localhost/shoal-rust"
 SUITE = "bookworm"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the images are built from: their tag is a hash of these files' contents.
-INPUTS = ("pyproject.toml", "README.md", ".dockerignore", "api", "operator", "node-agent", "cli")
+INPUTS = ("pyproject.toml", "README.md", ".dockerignore", "api", "oci", "operator", "node-agent", "cli")
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ from importlib import metadata
 
 from kubernetes_asyncio import client, config
 
+from shoal_oci import ArtifactPuller
+
 from .apps import BindingsListener, TriggerFactory
 from .capabilities import AgentCapabilities, CapabilityHost, ClusterDnsResolver, EndpointSliceResolver
 from .config import AgentConfig, parse_args
 from .metrics import AgentMetrics
-from .oci import ArtifactPuller
 from .placements import AgentContext, PlacementManager
 from .registration import Registration
 from .runtime import EngineSettings, HostFunctionRegistry, WasmRuntime, wasmtime_version

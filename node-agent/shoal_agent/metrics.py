@@ -13,7 +13,7 @@ below; the agent's own phases (pull, compile, placement) are ordinary prometheus
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -22,26 +22,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .runtime.metrics import LATENCY_BUCKETS, NativeRow, NativeSnapshot
+
 # prometheus-client's own `le` formatting (untyped upstream), so our buckets read like its own.
 _le = cast(Callable[[float], str], floatToGoString)
-
-# 10 us .. 10 s in a 1-2.5-5 progression: fine enough to tell a 60 us instantiation from a 150 us one.
-LATENCY_BUCKETS: tuple[float, ...] = (
-    *(m * 10.0**e for e in range(-5, 1) for m in (1.0, 2.5, 5.0)),
-    10.0,
-)
 
 APP_LABELS = ("namespace", "app", "node")
 
 PULL_RESULTS = ("hit", "miss")
 COMPILE_RESULTS = ("compiled", "cache_load")
-
-# One row of the data plane's snapshot: (namespace, app, {histogram: (cumulative counts incl. +Inf,
-# sum)}, {outcome: count}, {refusal reason: count}, instances active).
-NativeRow = tuple[
-    str, str, Mapping[str, tuple[Sequence[int], float]], Mapping[str, int], Mapping[str, int], int
-]
-NativeSnapshot = Callable[[], Sequence[NativeRow]]
 
 # (snapshot key, metric name, help), in the order they are exported.
 NATIVE_HISTOGRAMS: tuple[tuple[str, str, str], ...] = (

@@ -32,13 +32,13 @@ from shoal_api.naming import node_selector
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
 from shoal_api.wasmplacement import WasmPlacement, WasmPlacementStatus
+from shoal_oci import ArtifactPuller, OciError
 
 from .apps import AppBindings, BindingsListener, InFlight, RunningApp, TriggerFactory
 from .capabilities import capabilities_for
 from .config import AgentConfig
 from .metrics import AgentMetrics
-from .oci import ArtifactPuller, OciError
-from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError
+from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError, Outcome
 from .secrets import MissingReference, SecretReader
 from .serving import Serving
 from .status import StatusPump, transition, with_job_condition
@@ -94,6 +94,13 @@ def describe(err: BaseException, reference: str) -> PlacementError:
 
 def template_hash(p: WasmPlacement) -> str:
     return p.spec.template_hash or p.spec.compute_template_hash()
+
+
+def _job_result(result: InvocationResult) -> str:
+    """How an attempt ended, in words: "exited with code 33", "deadline of 1s exceeded"."""
+    if result.outcome is Outcome.OK:
+        return "exited with code 0"
+    return result.message or result.outcome.value.replace("_", " ")
 
 
 def _tail(result: InvocationResult) -> str:
@@ -166,7 +173,7 @@ class PlacementWorker:
             and s is not None
             and s.observed_template_hash == wanted
             and s.exit_code is not None
-            and s.state in ("Ready", "Failed")
+            and s.state in ("Succeeded", "Failed", "Ready")  # Ready: a job finished by an older agent
             and any(c.type == "Complete" for c in s.conditions)
         )
 
@@ -316,7 +323,7 @@ class PlacementWorker:
             self._set(
                 "Ready",
                 True,
-                f"job attempt {attempts} of {total}: {result.outcome.value} {result.message}".rstrip(),
+                f"job attempt {attempts} of {total}: {_job_result(result)}",
                 attempts=attempts,
                 exit_code=result.exit_code,
                 output=_tail(result),
@@ -328,10 +335,10 @@ class PlacementWorker:
         common = {"attempts": attempts, "exit_code": last.exit_code, "output": _tail(last)}
         if outcome.succeeded:
             message = f"job succeeded: exit code 0 after {attempts} attempt(s)"
-            self._set("Ready", True, message, **common)
+            self._set("Succeeded", True, message, **common)
             self.status = with_job_condition(self.status, complete=True, reason="Succeeded", message=message)
         else:
-            message = f"job failed after {attempts} attempt(s): {last.outcome.value} {last.message}".rstrip()
+            message = f"job failed after {attempts} attempt(s): {_job_result(last)}"
             self._set("Failed", False, message, **common)
             self.status = with_job_condition(
                 self.status, complete=False, reason="BackoffLimitExceeded", message=message

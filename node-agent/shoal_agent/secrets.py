@@ -41,7 +41,7 @@ class SecretReader:
         return dict(secret.data or {})
 
     async def read(self, *, namespace: str, selector: KeySelector) -> str:
-        """One key of a Secret as text (the capabilities' `SecretReader`: database passwords)."""
+        """One key of a Secret as text (the capabilities' `PasswordReader`: database passwords)."""
         return await self._secret_key(namespace, selector, "dependency password")
 
     async def _secret_key(self, namespace: str, ref: KeySelector, what: str) -> str:

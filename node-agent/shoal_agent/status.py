@@ -35,6 +35,7 @@ _REASONS: dict[PlacementState, str] = {
     "Pulling": "Pulling",
     "Compiling": "Compiling",
     "Ready": "Ready",
+    "Succeeded": "Succeeded",
     "Failed": "Failed",
     "Draining": "Draining",
 }

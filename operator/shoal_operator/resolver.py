@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from shoal_agent.oci import ArtifactPuller, OciError
-from shoal_agent.oci.retry import RetryPolicy
+from shoal_oci import OciError, Resolver, RetryPolicy
 
 
 class ResolveError(Exception):
@@ -27,11 +24,8 @@ class DigestResolver:
         self._ttl = ttl
         self._recent: dict[str, tuple[float, str]] = {}
         self._in_flight: dict[str, asyncio.Future[str]] = {}
-        # Resolution only fetches manifests; the blob store stays empty.
-        self._puller = ArtifactPuller(
-            cache_root=Path(tempfile.mkdtemp(prefix="shoal-resolver-")),
-            retry=RetryPolicy(attempts=attempts, base_delay=0.2, max_delay=2.0),
-            request_timeout=10.0,
+        self._registry = Resolver(
+            retry=RetryPolicy(attempts=attempts, base_delay=0.2, max_delay=2.0), request_timeout=10.0
         )
 
     async def resolve(self, image: str, pull_secrets: Iterable[Mapping[str, Any]] = ()) -> str:
@@ -51,7 +45,7 @@ class DigestResolver:
 
     async def _lookup(self, key: str, image: str, secrets: list[Mapping[str, Any]]) -> str:
         try:
-            digest = await self._puller.resolve(image, secrets)
+            digest = await self._registry.resolve(image, secrets)
         except OciError as e:
             raise ResolveError(f"cannot resolve module {image}: {e}") from e
         self._recent[key] = (time.monotonic(), digest)

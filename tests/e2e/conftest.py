@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from harness.agentproc import AgentProcess
+from harness.fakeagents import AGENT_NAMESPACE
+from harness.kubehttp import KubeHttp
+from harness.operatorproc import OperatorProcess
 from localcluster.controlplane import ControlPlane
 from localcluster.depservers import DependencyServers
 from localcluster.registry import Registry
 from localcluster.testnet import TestNet
-from shoal_agent.oci import WasmFormat, push_wasm
 from shoal_api import GROUP, VERSION
 from shoal_api.naming import agent_lease_name
-from tests.harness.agentproc import AgentProcess
-from tests.harness.fakeagents import AGENT_NAMESPACE
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.operatorproc import OperatorProcess
+from shoal_oci import WasmFormat, push_wasm
 
 REPO = Path(__file__).resolve().parents[2]
 NET_LABEL = "shoal.dev/testnet"

@@ -20,21 +20,21 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.agentproc import AgentProcess
+from harness.fakeagents import AGENT_NAMESPACE
+from harness.kubehttp import KubeHttp
+from harness.operatorproc import OperatorProcess
+from harness.waiting import eventually
 from localcluster.controlplane import ControlPlane
 from localcluster.processes import free_port
 from localcluster.registry import Registry
-from shoal_agent.oci import WasmFormat, push_wasm
-from shoal_agent.oci.push import Artifact, Blob, Manifest, build, push
 from shoal_api import GROUP, VERSION
 from shoal_api.meta import KeySelector
 from shoal_api.naming import agent_lease_name, placement_labels, placement_name
 from shoal_api.wasmapp import EnvVar, EnvVarSource, HttpTrigger, JobTrigger, Trigger
 from shoal_api.wasmplacement import Limits, ResolvedModule, WasmPlacementSpec
-from tests.harness.agentproc import AgentProcess
-from tests.harness.fakeagents import AGENT_NAMESPACE
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.operatorproc import OperatorProcess
-from tests.harness.waiting import eventually
+from shoal_oci import WasmFormat, push_wasm
+from shoal_oci.push import Artifact, Blob, Manifest, build, push
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -294,7 +294,12 @@ async def test_registers_and_serves_hellos_in_three_formats(
         assert code == 200 and greeting in body, body
 
     node = kube.get(f"{PLACEMENTS}/wasmnodes/{NODE}")
-    assert node["spec"]["capacity"] == {"cpuMillis": 2000, "memoryBytes": 2 << 30}
+    assert node["spec"]["capacity"] == {
+        "cpuMillis": 2000,
+        "memoryBytes": 2 << 30,
+        "cpu": "2",
+        "memory": "2Gi",
+    }
     assert node["spec"]["endpoint"] == {
         "host": "127.0.0.1",
         "port": agent.http_port,
@@ -333,7 +338,7 @@ async def test_job_reports_exit_code_attempts_and_output(
         images.refs["job-c"],
         trigger=Trigger(job=JobTrigger(args=["3"], backoff_limit=1)),
     )
-    ok = await wait_state(kube, namespace, "job-ok", "Ready")
+    ok = await wait_state(kube, namespace, "job-ok", "Succeeded")
     await eventually(lambda: status_of(kube, namespace, "job-ok").get("exitCode") == 0, what="job-ok exit 0")
     ok = status_of(kube, namespace, "job-ok")
     assert ok["ready"] is True and ok["attempts"] == 1 and "arg[2]=x" in ok["output"], ok
@@ -341,6 +346,7 @@ async def test_job_reports_exit_code_attempts_and_output(
     bad = await wait_state(kube, namespace, "job-bad", "Failed", within=20)
     assert (bad["exitCode"], bad["attempts"], bad["ready"]) == (3, 2, False), bad
     assert "exiting with 3" in bad["output"] and "job failed after 2 attempt(s)" in bad["message"]
+    assert bad["message"].endswith(": exited with code 3"), bad["message"]
 
 
 async def test_a_wagi_app_sets_argv_and_names_its_entry_point(

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from harness.clusters import control_plane_at, local_shoal
 from localcluster import examples
 from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
@@ -30,7 +31,6 @@ from localcluster.shoalprocs import LocalShoal
 from localcluster.testnet import TestNet
 from localcluster.tokens import token_identity
 from localcluster.tools import tool
-from tests.harness.clusters import control_plane_at, local_shoal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

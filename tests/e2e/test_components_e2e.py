@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.agentproc import AgentProcess
+from harness.kubehttp import KubeHttp
+from harness.netcluster import apply_app, eventually, http_get, is_ready, slice_addresses
+from harness.operatorproc import OperatorProcess
 from localcluster.registry import Registry
 from localcluster.testnet import TestNet
-from shoal_agent.oci import WasmFormat, push_wasm
-from tests.harness.agentproc import AgentProcess
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.netcluster import apply_app, eventually, http_get, is_ready, slice_addresses
-from tests.harness.operatorproc import OperatorProcess
+from shoal_oci import WasmFormat, push_wasm
 
 from .conftest import NET_LABEL
 

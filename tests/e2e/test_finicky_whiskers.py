@@ -12,7 +12,7 @@ How the three apps share one Redis and one database — what a user would write:
 Pub/sub channels are namespace-wide, so tally's `clicks` is scoreboard's `clicks`.
 
 Traffic goes to the addresses in the apps' EndpointSlices; Redis and MariaDB are checked at the
-pod IPs the cluster gave their pods (tests/harness via localcluster.depservers).
+pod IPs the cluster gave their pods (hack/harness via localcluster.depservers).
 """
 
 from __future__ import annotations
@@ -31,13 +31,9 @@ import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
 import redis
 
-from localcluster.depservers import DependencyServers
-from localcluster.testnet import TestNet
-from localcluster.whiskers import count_click_rows, static_volume
-from shoal_api import GROUP, VERSION
-from tests.harness.agentproc import AgentProcess
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.netcluster import (
+from harness.agentproc import AgentProcess
+from harness.kubehttp import KubeHttp
+from harness.netcluster import (
     apply_app,
     condition,
     eventually,
@@ -46,7 +42,11 @@ from tests.harness.netcluster import (
     pod_of,
     slice_addresses,
 )
-from tests.harness.operatorproc import OperatorProcess
+from harness.operatorproc import OperatorProcess
+from localcluster.depservers import DependencyServers
+from localcluster.testnet import TestNet
+from localcluster.whiskers import count_click_rows, static_volume
+from shoal_api import GROUP, VERSION
 
 from .conftest import NET_LABEL
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from harness.agentproc import AgentProcess
+from harness.kubehttp import KubeHttp
+from harness.netcluster import apply_app, eventually, http_get, is_ready, slice_addresses
+from harness.operatorproc import OperatorProcess
 from localcluster.testnet import TestNet
-from tests.harness.agentproc import AgentProcess
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.netcluster import apply_app, eventually, http_get, is_ready, slice_addresses
-from tests.harness.operatorproc import OperatorProcess
 
 from .conftest import NET_LABEL
 

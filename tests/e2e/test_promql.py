@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dashboards import ALERTS, all_expressions
+from harness.clusters import control_plane_at, local_shoal
 from localcluster import examples
 from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
@@ -25,8 +26,7 @@ from localcluster.prometheus import Prometheus
 from localcluster.registry import Registry
 from localcluster.shoalprocs import LocalShoal
 from localcluster.testnet import TestNet
-from shoal_agent.oci import WasmFormat, push_wasm
-from tests.harness.clusters import control_plane_at, local_shoal
+from shoal_oci import WasmFormat, push_wasm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

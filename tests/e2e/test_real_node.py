@@ -25,16 +25,16 @@ from pathlib import Path
 
 import pytest
 
+from harness.kubehttp import KubeHttp
+from harness.netcluster import eventually, is_ready
 from localcluster.__main__ import _load, down, up
 from localcluster.controlplane import ControlPlane
 from localcluster.images import Built, build_images
 from localcluster.realchart import hello_app, install, pod_if_ready, push_to_node, selector
 from localcluster.realnode import RealNode, missing_facilities
 from localcluster.tools import cache_dir, tool
-from shoal_agent.oci import WasmFormat, push_wasm
 from shoal_api import GROUP, VERSION
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.netcluster import eventually, is_ready
+from shoal_oci import WasmFormat, push_wasm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(1200)]
 

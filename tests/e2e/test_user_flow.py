@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.agentproc import AgentProcess
+from harness.kubehttp import KubeHttp
+from harness.netcluster import APPS, eventually, http_get, is_ready, slice_addresses
+from harness.operatorproc import OperatorProcess
 from localcluster.registry import Registry
 from localcluster.tools import tool
-from tests.harness.agentproc import AgentProcess
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.netcluster import APPS, eventually, http_get, is_ready, slice_addresses
-from tests.harness.operatorproc import OperatorProcess
 
 from .conftest import NET_NODES
 

@@ -16,8 +16,10 @@ from typing import cast
 import pytest
 import redis
 
+from harness.servers import MariaDbServer, RedisServer, available
 from localcluster.whiskers import count_click_rows
 from shoal_agent.capabilities import CapabilityHost, Err, HostPort, PoolSettings, StaticResolver
+from shoal_agent.capabilities.redis_pubsub import BackoffPolicy, RedisPubSubTrigger
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import (
     AppLimits,
@@ -29,10 +31,8 @@ from shoal_agent.runtime import (
     UndeclaredCapabilityError,
     WasmRuntime,
 )
-from shoal_agent.triggers.redis_pubsub import BackoffPolicy, RedisPubSubTrigger
 from shoal_api.wasmapp import RedisTrigger
 from shoal_api.wasmplacement import DependencyEndpoint, ServiceEndpoint
-from tests.harness.servers import MariaDbServer, RedisServer, available
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,11 @@ import yaml
 from localcluster.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "cli") not in sys.path:  # until pyproject lists cli/ among the package roots
-    sys.path.insert(0, str(REPO / "cli"))
 
-from shoal_agent.oci import ArtifactPuller, WasmFormat  # noqa: E402
 from shoal_api import WasmApp  # noqa: E402
 from shoal_cli.__main__ import main  # noqa: E402
 from shoal_cli.scaffold import SOURCE_ANNOTATION  # noqa: E402
+from shoal_oci import ArtifactPuller, WasmFormat  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

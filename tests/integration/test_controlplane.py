@@ -8,7 +8,7 @@ import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.harness.waiting import eventually
+from harness.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from harness.waiting import eventually
 from shoal_api.constants import GROUP, VERSION, WASMAPP_PLURAL
 from shoal_api.wasmapp import WasmApp
 from shoal_operator.dependencies import (
@@ -27,7 +28,6 @@ from shoal_operator.dependencies import (
     generated_secret_name,
     render_dependency,
 )
-from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

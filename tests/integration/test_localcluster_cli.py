@@ -3,12 +3,10 @@ commands, prints where they are, and `down` stops every PID it started."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -17,13 +15,10 @@ from localcluster.tools import tool
 
 pytestmark = pytest.mark.integration
 
-HACK = Path(__file__).resolve().parents[2] / "hack"
-
 
 def localcluster(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(HACK)}
     return subprocess.run(
-        [sys.executable, "-m", "localcluster", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "localcluster", *args], capture_output=True, text=True, timeout=300
     )
 
 

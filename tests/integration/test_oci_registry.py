@@ -17,7 +17,7 @@ import pytest
 
 from localcluster.processes import free_port, pid_alive
 from localcluster.registry import REGISTRY_BINARY, Registry
-from shoal_agent.oci import (
+from shoal_oci import (
     ArtifactNotFound,
     ArtifactPuller,
     ArtifactTooLarge,
@@ -32,8 +32,8 @@ from shoal_agent.oci import (
     push,
     push_wasm,
 )
-from shoal_agent.oci import mediatypes as mt
-from shoal_agent.oci.push import Artifact, Blob, Manifest
+from shoal_oci import mediatypes as mt
+from shoal_oci.push import Artifact, Blob, Manifest
 
 pytestmark = [
     pytest.mark.integration,

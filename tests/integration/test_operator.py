@@ -1,7 +1,7 @@
 """The operator against a real control plane with kwok Nodes: placements, heartbeats, cordons,
 `kubectl scale`, node capacity taken by pods, deletion, and two replicas that must not fight.
 
-Agents are simulated (tests/harness/fakeagents.py): they write WasmNodes, heartbeat Leases and
+Agents are simulated (hack/harness/fakeagents.py): they write WasmNodes, heartbeat Leases and
 placement statuses exactly like the real agent, which the operator cannot tell apart.
 """
 
@@ -18,22 +18,22 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from harness.fakeagents import LEASE_SECONDS, FakeAgents
+from harness.kubehttp import KubeHttp
+from harness.kubestate import describe_namespace
+from harness.operatorproc import OperatorProcess
+from harness.waiting import eventually
 from localcluster.controlplane import ControlPlane
 from localcluster.registry import Registry
 from localcluster.tools import tool
 from localcluster.whiskers import static_volume
-from shoal_agent.oci import push_wasm
+from shoal_api.constants import GROUP, VERSION
+from shoal_oci import push_wasm
 from shoal_operator.dependencies import DATA_VOLUME
-from tests.harness.fakeagents import LEASE_SECONDS, FakeAgents
-from tests.harness.kubehttp import KubeHttp
-from tests.harness.kubestate import describe_namespace
-from tests.harness.operatorproc import OperatorProcess
-from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 EMPTY_MODULE = b"\0asm\x01\0\0\0"
-GROUP, VERSION = "shoal.dev", "v1alpha1"
 
 
 @pytest.fixture(scope="session")

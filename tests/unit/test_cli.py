@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "cli") not in sys.path:  # until pyproject lists cli/ among the package roots
-    sys.path.insert(0, str(REPO / "cli"))
 
 from shoal_api import WasmApp  # noqa: E402
 from shoal_cli.__main__ import main  # noqa: E402

@@ -184,7 +184,8 @@ def test_wasmapp_static_validation() -> None:
 
 def test_placement_state_enum() -> None:
     status = schema_of("wasmplacements")["properties"]["status"]["properties"]
-    assert status["state"]["enum"] == ["Pending", "Pulling", "Compiling", "Ready", "Failed", "Draining"]
+    states = ["Pending", "Pulling", "Compiling", "Ready", "Succeeded", "Failed", "Draining"]
+    assert status["state"]["enum"] == states
     assert status["output"]["maxLength"] == 4096
 
 

@@ -29,7 +29,7 @@ from localcluster.realnode import (
     kubelet_config,
     mounts_under,
 )
-from shoal_agent.oci.puller import ArtifactPuller, insecure_from_env
+from shoal_oci import ArtifactPuller, insecure_from_env
 
 pytestmark = pytest.mark.unit
 

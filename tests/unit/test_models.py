@@ -438,6 +438,9 @@ def test_wasmnode_round_trip() -> None:
     }
     node = WasmNode.from_k8s(body)
     assert node.spec.capacity.cpu_millis == 2000
+    # Derived for kubectl's printer columns, whatever the writer put there.
+    assert (node.spec.capacity.cpu, node.spec.capacity.memory) == ("2", "2Gi")
+    assert node.status is not None and node.status.allocated.to_dict()["memory"] == "64Mi"
     assert node.status is not None and node.status.placements[0].app == "tally"
     assert WasmNode.NAMESPACED is False
     assert WasmNode.from_k8s(node.to_k8s()) == node

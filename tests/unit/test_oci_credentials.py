@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal_agent.oci import (
+from shoal_oci import (
     ArtifactPuller,
     Credentials,
     InvalidReference,
@@ -15,7 +15,7 @@ from shoal_agent.oci import (
     credentials_for,
     parse_docker_config,
 )
-from shoal_agent.oci.reference import Reference
+from shoal_oci.reference import Reference
 
 pytestmark = pytest.mark.unit
 

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from shoal_agent.oci import NotWasm, WasmFormat, build
-from shoal_agent.oci import mediatypes as mt
-from shoal_agent.oci.formats import (
+from shoal_oci import NotWasm, WasmFormat, build
+from shoal_oci import mediatypes as mt
+from shoal_oci.formats import (
     check_wasm_bytes,
     locate_module,
     manifest_media_type,
     select_wasm_manifest,
 )
-from shoal_agent.oci.push import Artifact
+from shoal_oci.push import Artifact
 
 pytestmark = pytest.mark.unit
 

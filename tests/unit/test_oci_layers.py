@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal_agent.oci import ArtifactTooLarge, NotWasm
-from shoal_agent.oci.layers import Found, extract_from_layer, extract_from_stack, normalize
+from shoal_oci import ArtifactTooLarge, NotWasm
+from shoal_oci.layers import Found, extract_from_layer, extract_from_stack, normalize
 
 pytestmark = pytest.mark.unit
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from shoal_agent.oci import (
+from shoal_oci import (
     ArtifactNotFound,
     ArtifactTooLarge,
     DigestMismatch,
     RegistryUnavailable,
     RetryPolicy,
 )
-from shoal_agent.oci.digests import of_bytes
-from shoal_agent.oci.store import BlobStore
+from shoal_oci.digests import of_bytes
+from shoal_oci.store import BlobStore
 
 pytestmark = pytest.mark.unit
 

@@ -26,7 +26,7 @@ class SlowRegistry:
 async def test_concurrent_resolutions_of_one_tag_ask_the_registry_once() -> None:
     resolver = DigestResolver()
     registry = SlowRegistry()
-    resolver._puller = registry  # type: ignore[assignment]
+    resolver._registry = registry  # type: ignore[assignment]
     digests = await asyncio.gather(*(resolver.resolve("r/m:v1") for _ in range(50)))
     assert set(digests) == {"sha256:" + "1" * 64}
     assert registry.asked == 1

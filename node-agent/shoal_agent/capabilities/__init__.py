@@ -6,7 +6,7 @@ from .bindings import AppBinding
 from .endpointslices import EndpointSliceResolver
 from .namespacing import KeySpace, channel_name
 from .pools import ClusterDnsResolver, EndpointResolver, HostPort, PoolSettings, StaticResolver
-from .registry import CapabilityHost, DependencyError, SecretReader, capabilities_for
+from .registry import CapabilityHost, DependencyError, PasswordReader, capabilities_for
 
 __all__ = [
     "ABI_VERSION",
@@ -20,8 +20,8 @@ __all__ = [
     "Err",
     "HostPort",
     "KeySpace",
+    "PasswordReader",
     "PoolSettings",
-    "SecretReader",
     "StaticResolver",
     "capabilities_for",
     "channel_name",

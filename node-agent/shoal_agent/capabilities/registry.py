@@ -22,18 +22,18 @@ from shoal_api.wasmplacement import DependencyEndpoint
 
 from ..runtime.hostfuncs import HostFunctionRegistry
 from ..triggers.base import Invoker
-from ..triggers.redis_pubsub import BackoffPolicy, RedisPubSubTrigger
 from . import redis_kv, sql
 from .bindings import AppBinding, Bindings
 from .namespacing import KeySpace
 from .pools import EndpointResolver, HostPort, MysqlTarget, Pools, PoolSettings
+from .redis_pubsub import BackoffPolicy, RedisPubSubTrigger
 
 log = logging.getLogger(__name__)
 
 KIND_CAPABILITY = {"redis": redis_kv.CAPABILITY, "mysql": sql.CAPABILITY}
 
 
-class SecretReader(Protocol):
+class PasswordReader(Protocol):
     """Reads one key of a Secret (the agent has RBAC for the Secrets its placements reference)."""
 
     async def read(self, *, namespace: str, selector: KeySelector) -> str: ...
@@ -54,7 +54,7 @@ class CapabilityHost:
         self,
         *,
         resolver: EndpointResolver,
-        secrets: SecretReader | None = None,
+        secrets: PasswordReader | None = None,
         settings: PoolSettings | None = None,
     ) -> None:
         self.resolver = resolver

@@ -15,7 +15,7 @@ from .outcome import InvocationResult, Outcome
 if TYPE_CHECKING:
     import shoal_dataplane
 
-    from ..metrics import AppMetrics
+    from .metrics import AppRuntimeMetrics
 
 MiB = 1024 * 1024
 
@@ -62,7 +62,7 @@ class LoadedApp:
         spec: AppSpec,
         plane: shoal_dataplane.DataPlane,
         native: shoal_dataplane.App,
-        metrics: AppMetrics,
+        metrics: AppRuntimeMetrics,
         compile_result: str,
     ) -> None:
         self.spec = spec

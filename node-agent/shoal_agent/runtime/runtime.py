@@ -16,11 +16,11 @@ from pathlib import Path
 
 import shoal_dataplane
 
-from ..metrics import LATENCY_BUCKETS, AgentMetrics, NativeRow
 from .app import AppSpec, InvocationRequest, LoadedApp
 from .engine import EngineSettings
 from .errors import DigestMismatchError, InvalidWasmError
 from .hostfuncs import HostFunctionRegistry
+from .metrics import LATENCY_BUCKETS, NativeRow, RuntimeMetrics
 from .module_cache import check_wasm_bytes, normalize_digest, sha256_digest
 from .outcome import InvocationResult
 
@@ -39,7 +39,7 @@ class WasmRuntime:
 
     def __init__(
         self,
-        metrics: AgentMetrics,
+        metrics: RuntimeMetrics,
         cache_dir: Path | None = None,
         settings: EngineSettings | None = None,
         host_functions: HostFunctionRegistry | None = None,

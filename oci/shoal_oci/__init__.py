@@ -1,6 +1,9 @@
-"""OCI artifacts for the node agent: pull Wasm modules (three packagings) into a verified cache; push.
+"""OCI artifacts for Shoal: resolve a tag to a digest, pull Wasm modules (three packagings) into a
+verified content-addressed store, package and push them.
 
-The agent uses `ArtifactPuller.pull(ref, pull_secrets)`; build scripts and tests use `push_wasm`.
+The operator and the CLI resolve with `Resolver` (manifests only, no store); the agent pulls with
+`ArtifactPuller`; build scripts, tests and `shoal push` use `push_wasm`. Everything a caller needs is
+exported here: the modules under this package are its own business.
 """
 
 from .credentials import Credentials, credentials_for, parse_docker_config
@@ -14,9 +17,10 @@ from .errors import (
     RegistryUnavailable,
     Unauthorized,
 )
-from .formats import WasmFormat
-from .puller import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactPuller, PullResult, PullStats
+from .formats import WasmFormat, check_wasm_bytes
+from .puller import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactPuller, PullResult
 from .push import build, push, push_wasm
+from .resolver import RegistryStats, Resolver, insecure_from_env
 from .retry import RetryPolicy
 
 __all__ = [
@@ -30,13 +34,16 @@ __all__ = [
     "NotWasm",
     "OciError",
     "PullResult",
-    "PullStats",
+    "RegistryStats",
     "RegistryUnavailable",
+    "Resolver",
     "RetryPolicy",
     "Unauthorized",
     "WasmFormat",
     "build",
+    "check_wasm_bytes",
     "credentials_for",
+    "insecure_from_env",
     "parse_docker_config",
     "push",
     "push_wasm",

@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from harness.fakeagents import AGENT_NAMESPACE
 from localcluster.processes import Proc, free_port, spawn, stop, wait_until
-from tests.harness.fakeagents import AGENT_NAMESPACE
 
 
 class OperatorProcess:

@@ -2,7 +2,8 @@
 
 One `ArtifactPuller` per agent. Its cache is keyed by the digest a reference resolves to, so a second
 pull of that digest touches no network; concurrent pulls of one digest share a single download.
-oras-py is blocking, so every registry call runs in a worker thread.
+Tags are resolved by the shared `Resolver`; oras-py is blocking, so every registry call runs in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -11,27 +12,25 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import digests, formats, layers
 from . import mediatypes as mt
-from .credentials import DockerConfig, credentials_for
+from .credentials import DockerConfig
 from .errors import ArtifactTooLarge, NotWasm
 from .formats import Descriptor, ModuleLocation, WasmFormat
 from .reference import Reference
+from .resolver import MAX_MANIFEST_BYTES, RegistryStats, Resolver, insecure_from_env
 from .retry import RetryPolicy
 from .store import BlobStore
 
 if TYPE_CHECKING:
     from .registry_client import RegistryClient
 
-T = TypeVar("T")
-
 DEFAULT_MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 RECORD_VERSION = 1
 
@@ -54,42 +53,32 @@ class PullResult:
 
 
 @dataclass
-class PullStats:
-    """Registry round trips made, for tests and debugging (metrics are the caller's business)."""
-
-    resolves: int = 0
-    manifest_fetches: int = 0
-    blob_fetches: int = 0
-
-
-def insecure_from_env(env: Mapping[str, str]) -> frozenset[str]:
-    return frozenset(h.strip() for h in env.get("SHOAL_INSECURE_REGISTRIES", "").split(",") if h.strip())
-
-
-@dataclass
 class ArtifactPuller:
     cache_root: Path
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
-    # host[:port] reached over plain http; by default those in SHOAL_INSECURE_REGISTRIES (comma-separated),
-    # e.g. a cluster-internal registry the chart's agent and operator reach by its Service address.
+    # How registries are reached: see `Resolver`, which the puller builds from these.
     insecure_registries: Collection[str] = field(default_factory=lambda: insecure_from_env(os.environ))
-    plain_http_loopback: bool = True  # 127.0.0.1/localhost/[::1] registries use plain http
+    plain_http_loopback: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_timeout: float = 30.0
-    stats: PullStats = field(default_factory=PullStats)
+    stats: RegistryStats = field(default_factory=RegistryStats)
     _inflight: dict[str, asyncio.Task[PullResult]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.store = BlobStore(Path(self.cache_root))
+        self.resolver = Resolver(
+            insecure_registries=self.insecure_registries,
+            plain_http_loopback=self.plain_http_loopback,
+            retry=self.retry,
+            request_timeout=self.request_timeout,
+            stats=self.stats,
+        )
 
     # -- public API -------------------------------------------------------------------------------
 
     async def resolve(self, ref: str, pull_secrets: Iterable[DockerConfig] = ()) -> str:
         """The manifest digest `ref` names now; a reference with a digest resolves without network I/O."""
-        parsed = Reference.parse(ref)
-        if parsed.digest:
-            return parsed.digest
-        return await self._resolve(parsed, self._client(parsed, list(pull_secrets)))
+        return await self.resolver.resolve(ref, pull_secrets)
 
     def _pull_done(self, digest: str, task: asyncio.Task[PullResult]) -> None:
         """Forget the shared download, and read its error so that a download whose waiters were all
@@ -107,14 +96,14 @@ class ArtifactPuller:
         if parsed.digest:
             digest = parsed.digest
         else:
-            client = self._client(parsed, secrets)
-            digest = await self._resolve(parsed, client)
+            client = self.resolver.client(parsed, secrets)
+            digest = await self.resolver.resolve_tag(parsed, client)
         cached = self.cached(digest, ref=ref, started=started)
         if cached is not None:
             return cached
         task = self._inflight.get(digest)
         if task is None:
-            client = client or self._client(parsed, secrets)
+            client = client or self.resolver.client(parsed, secrets)
             task = asyncio.create_task(self._fetch(parsed.with_digest(digest), client, ref, started))
             self._inflight[digest] = task
             task.add_done_callback(lambda t: self._pull_done(digest, t))
@@ -144,38 +133,9 @@ class ArtifactPuller:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _client(self, ref: Reference, secrets: list[DockerConfig]) -> RegistryClient:
-        plain = ref.host in self.insecure_registries or (self.plain_http_loopback and ref.is_loopback)
-        # oras (and jsonschema under it) is a quarter of the agent's import time; a restarted agent
-        # serving from its caches never talks to a registry, so it is imported on the first pull.
-        from .registry_client import RegistryClient
-
-        return RegistryClient(
-            ref,
-            plain_http=plain,
-            credentials=credentials_for(ref.host, secrets),
-            timeout=self.request_timeout,
-        )
-
-    async def _call(self, fn: Callable[[], T], what: str) -> T:
-        async def attempt() -> T:
-            return await asyncio.to_thread(fn)
-
-        return await self.retry.run(attempt, what)
-
-    async def _resolve(self, ref: Reference, client: RegistryClient) -> str:
-        tag = ref.tag or "latest"
-        self.stats.resolves += 1
-        digest = await self._call(lambda: client.head_manifest(tag), f"resolve {ref}")
-        if digest is None:  # registries need not send Docker-Content-Digest: hash the manifest itself
-            self.stats.manifest_fetches += 1
-            body, _ = await self._call(lambda: client.get_manifest(tag, MAX_MANIFEST_BYTES), f"resolve {ref}")
-            digest = digests.of_bytes(body)
-        return digests.validate(digest)
-
     async def _manifest(self, client: RegistryClient, digest: str) -> tuple[dict[str, Any], str]:
         self.stats.manifest_fetches += 1
-        body, content_type = await self._call(
+        body, content_type = await self.resolver.call(
             lambda: client.get_manifest(digest, MAX_MANIFEST_BYTES), f"manifest {digest}"
         )
         digests.check(body, digest, "manifest")
@@ -192,7 +152,7 @@ class ArtifactPuller:
                 client.fetch_blob(desc.digest, w.write)
 
         self.stats.blob_fetches += 1
-        await self._call(download, f"{what} {desc.digest}")
+        await self.resolver.call(download, f"{what} {desc.digest}")
         return self.store.blob_path(desc.digest)
 
     async def _fetch(
@@ -267,4 +227,4 @@ class ArtifactPuller:
         return await asyncio.to_thread(extract)
 
 
-__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "ArtifactPuller", "PullResult", "PullStats"]
+__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "ArtifactPuller", "PullResult"]

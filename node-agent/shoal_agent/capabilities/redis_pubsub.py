@@ -10,7 +10,7 @@ Every replica of the app subscribes, so with N replicas each message runs N time
 (docs/host-abi.md).
 
 The channel declared as `clicks` in namespace `ns` is the Redis channel `ns/clicks`, the same one
-a guest's `publish(..., "clicks", ...)` reaches (see capabilities/namespacing.py).
+a guest's `publish(..., "clicks", ...)` reaches (see namespacing.py).
 
 Where Redis is can change (its pod moves and gets a new IP): every (re)subscription asks
 `locate` for the current address, and a failed one calls `on_failure` so the agent re-resolves
@@ -30,11 +30,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..capabilities.namespacing import channel_name
-from ..capabilities.pools import HostPort, PoolSettings
 from ..runtime.app import InvocationRequest
 from ..runtime.outcome import Outcome
-from .base import Invoker
+from ..triggers.base import Invoker
+from .namespacing import channel_name
+from .pools import HostPort, PoolSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from harness.kubehttp import KubeHttp
 from localcluster.whiskers import http_get as http_get  # re-exported: the demo's client, for tests
 from shoal_api import GROUP, VERSION
-from tests.harness.kubehttp import KubeHttp
 
 T = TypeVar("T")
 APPS = f"/apis/{GROUP}/{VERSION}"

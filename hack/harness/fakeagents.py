@@ -13,9 +13,9 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
+from harness.kubehttp import KubeHttp
 from shoal_api import GROUP, VERSION
 from shoal_api.naming import agent_lease_name, node_selector
-from tests.harness.kubehttp import KubeHttp
 
 AGENT_NAMESPACE = "shoal-system"
 LEASE_SECONDS = 5
