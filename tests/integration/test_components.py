@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.netcluster import eventually
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime
 from shoal_agent.runtime.outcome import Outcome
 from shoal_agent.serving import Serving
-from tests.harness.netcluster import eventually
 
 pytestmark = pytest.mark.integration
 
