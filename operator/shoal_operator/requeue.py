@@ -1,11 +1,12 @@
 """What requeues which app: every watched kind, and what one of its events puts back in the queue.
 
-The one place that says so (as a kube-rs controller's `watches(..., mapper)` list does). Each entry
-feeds the event into the cache and maps the change it made to a `Requeue`; `handlers.py` registers one
-kopf handler per entry and knows nothing else. Timers requeue too, declared where they are set: a
-failure's backoff (workqueue.py), a tolerationSeconds running out and a dependency wait (decide.py),
-held-back rollout steps (converge.py), the periodic resync and agents coming or going (reconciler.py,
-`agents_changed` below).
+The one place that says so, as spin-operator's `SetupWithManager` does with controller-runtime's
+`For`, `Owns` and `Watches(..., EnqueueRequestsFromMapFunc(...))`. Each entry feeds the event into
+the cache and maps the change it made to a `Requeue`; `handlers.py` registers one kopf handler per
+entry and knows nothing else. Timers requeue too, declared where they are set: a failure's backoff
+(workqueue.py), a tolerationSeconds running out and a dependency wait (decide.py), held-back rollout
+steps (converge.py), the periodic resync and agents coming or going (reconciler.py, `agents_changed`
+below).
 """
 
 from __future__ import annotations
