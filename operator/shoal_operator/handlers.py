@@ -9,15 +9,13 @@ layers, which at thousands of events was a tenth of the operator's CPU.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import kopf
 
 from shoal_operator.cache import ClusterCache
+from shoal_operator.reconciler import Reconciler
 from shoal_operator.requeue import SOURCES, Source
-
-if TYPE_CHECKING:
-    from shoal_operator.reconciler import Reconciler
 
 
 def register(
