@@ -6,7 +6,7 @@ the apiserver may add fields we do not know, RFC 3339 timestamps) so that no mod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -167,3 +167,27 @@ class KubeObject(KubeModel):
     def from_k8s(cls, body: Any) -> Self:
         """Parse an object as returned by the apiserver (or a kopf body); unknown fields ignored."""
         return cls.model_validate(dict(body))
+
+
+def owner_ref(owner: KubeObject | Mapping[str, Any], *, controller: bool = True) -> dict[str, Any]:
+    """metav1.OwnerReference to `owner` (a model or a raw body), the one way Shoal builds them.
+
+    A controller reference (the default) also blocks a foreground deletion of the owner until the
+    garbage collector removed the dependent; a plain one (an agent's WasmNode on its Node) only
+    ties the dependent's life to the owner's. An owner not read from the apiserver has no uid: refused.
+    """
+    fields: tuple[Any, Any, Any, Any]
+    if isinstance(owner, KubeObject):
+        fields = (owner.api_version, owner.kind, owner.metadata.name, owner.metadata.uid)
+    else:
+        meta = owner.get("metadata") or {}
+        fields = (owner.get("apiVersion"), owner.get("kind"), meta.get("name"), meta.get("uid"))
+    api_version, kind, name, uid = fields
+    if not name or not uid:
+        raise ValueError(
+            f"{kind} {name or '?'} has no metadata.name or metadata.uid (not read from the apiserver?)"
+        )
+    ref: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
+    if controller:
+        ref |= {"controller": True, "blockOwnerDeletion": True}
+    return ref

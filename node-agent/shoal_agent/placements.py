@@ -28,6 +28,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from shoal_api.backoff import Backoff, Retry
+from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
 from shoal_api.naming import node_selector
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
@@ -37,18 +39,17 @@ from shoal_oci import ArtifactPuller, OciError
 from .apps import AppBindings, BindingsListener, InFlight, RunningApp, TriggerFactory
 from .capabilities import capabilities_for
 from .config import AgentConfig
+from .informer import Informer, custom_objects
 from .metrics import AgentMetrics
 from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError, Outcome
 from .secrets import MissingReference, SecretReader
 from .serving import Serving
 from .status import StatusPump, transition, with_job_condition
 from .triggers import JobSpec, run_job
-from .watch import PlacementWatch
 
 log = logging.getLogger(__name__)
 
-RETRY_MIN_SECONDS = 2.0
-RETRY_MAX_SECONDS = 60.0
+RETRY = Backoff(first=2.0, cap=60.0)
 STATUS_FLUSH_SECONDS = 3.0
 
 
@@ -185,7 +186,7 @@ class PlacementWorker:
             return
         if self.active is None:
             self._set("Pending", False, "placement seen by the agent")
-        delay = RETRY_MIN_SECONDS
+        retry = Retry(RETRY)
         while True:
             try:
                 running = await self._load(placement, wanted)
@@ -194,6 +195,7 @@ class PlacementWorker:
                 raise
             except Exception as e:
                 err = describe(e, placement.spec.module.reference)
+                delay = retry.next_delay()
                 message = str(err)
                 if self.active is not None:
                     message += f"; still serving template {self.active.template_hash}"
@@ -203,8 +205,7 @@ class PlacementWorker:
                 self._set("Failed", False, message)
                 if not err.retryable:
                     return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                await retry.sleep(delay)
         try:
             await self._activate(placement, running)
         except asyncio.CancelledError:
@@ -404,7 +405,10 @@ class PlacementManager:
         self._publish = publish
         self.workers: dict[tuple[str, str], PlacementWorker] = {}
         self._removals: set[asyncio.Task[None]] = set()
-        self.watch = PlacementWatch(ctx.api, node_selector(ctx.cfg.node_name), self._on_sync, self._on_event)
+        lister, watcher = custom_objects(
+            ctx.api, GROUP, VERSION, WASMPLACEMENT_PLURAL, label_selector=node_selector(ctx.cfg.node_name)
+        )
+        self.watch = Informer("placement", lister, watcher, self._on_sync, self._on_event)
         self._task: asyncio.Task[None] | None = None
         self._first_listing: set[tuple[str, str]] | None = None
         self._settled = False

@@ -21,7 +21,9 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from shoal_api.backoff import Backoff
 from shoal_api.constants import GROUP, VERSION, WASMNODE_KIND, WASMNODE_PLURAL
+from shoal_api.meta import owner_ref
 from shoal_api.naming import agent_lease_name
 from shoal_api.wasmnode import (
     AgentEndpoint,
@@ -64,8 +66,8 @@ def next_wait(*, failures: int, now: float, next_renew: float, renew_seconds: fl
     down by up to half (`jitter` in [0, 1)) so a fleet of agents does not retry in step. A Lease
     never renewed (next_renew 0) is not a reason to retry at once."""
     if failures:
-        backoff = min(renew_seconds, RETRY_FIRST_SECONDS * 2.0 ** min(failures - 1, 16))
-        return backoff * (0.5 + jitter / 2)
+        backoff = Backoff(first=RETRY_FIRST_SECONDS, cap=renew_seconds, jitter=0.5)
+        return backoff.delay(failures, rand=lambda: jitter)
     return max(0.05, next_renew - now)
 
 
@@ -183,7 +185,12 @@ class Registration:
         except ApiException as e:
             log.info("cannot read Node %s (%s): WasmNode gets no owner", self.cfg.node_name, e.status)
             return []
-        return [{"apiVersion": "v1", "kind": "Node", "name": self.cfg.node_name, "uid": node.metadata.uid}]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.cfg.node_name, "uid": node.metadata.uid},
+        }
+        return [owner_ref(body, controller=False)]
 
     async def _write_node(self) -> None:
         name = self.cfg.node_name

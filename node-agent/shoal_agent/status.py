@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from shoal_api.backoff import Backoff, Retry
 from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
 from shoal_api.meta import set_condition
 from shoal_api.wasmapp import PlacementState
@@ -102,6 +102,10 @@ def patch_body(status: WasmPlacementStatus) -> dict[str, Any]:
     return {"status": body}
 
 
+RETRY = Backoff(first=0.4, cap=10.0, jitter=0.5)
+"""A failed status write: 0.4 s doubling to 10 s, jittered so a fleet of agents does not retry in step."""
+
+
 class StatusPump:
     """Writes the latest status of one placement, in order, retrying until it lands."""
 
@@ -134,7 +138,7 @@ class StatusPump:
             await self._task
 
     async def _run(self) -> None:
-        failures = 0
+        retry = Retry(RETRY)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -142,6 +146,7 @@ class StatusPump:
             if status is None or status == self._written or self.gone:
                 self._idle.set()
                 continue
+            failed = False
             try:
                 await self._custom.patch_namespaced_custom_object_status(
                     GROUP,
@@ -153,21 +158,21 @@ class StatusPump:
                     _content_type=MERGE_PATCH,
                 )
                 self._written = status
-                failures = 0
+                retry.succeeded()
             except ApiException as e:
                 if e.status == 404:
                     self.gone = True
                     self._idle.set()
                     continue
-                failures += 1
+                failed = True
                 log.warning(
                     "status of %s/%s: write failed: %s %s", self.namespace, self.name, e.status, e.reason
                 )
             except Exception as e:
-                failures += 1
+                failed = True
                 log.warning("status of %s/%s: write failed: %r", self.namespace, self.name, e)
-            if failures:
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * (0.5 + random.random() / 2))
+            if failed:
+                await retry.failed()
             if self._latest != self._written:
                 self._wake.set()
             else:

@@ -79,7 +79,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
             metrics=metrics,
             events=events,
         )
-        reconciler.links = AgentLinks(on_change=reconciler.links_changed)
+        links = reconciler.agents.links = AgentLinks(on_change=reconciler.links_changed)
         await warm_cache_with_retries(api, cache, agent_namespace=cfg.agent_namespace)
         logger.info(
             "cache warm: %d nodes, %d agents, %d apps, %d placements",
@@ -88,7 +88,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
             len(cache.apps),
             len(cache.placements),
         )
-        reconciler.existing_at_start = frozenset(cache.apps)
+        reconciler.publish.existing_at_start = frozenset(cache.apps)
         reconciler.enqueue_all()
 
         registry = kopf.OperatorRegistry()
@@ -124,7 +124,7 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
                 task.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
-        await reconciler.links.close()
+        await links.close()
         if elector is None or not elector.lost.is_set():  # a leader that lost its Lease must not write
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(events.flush(), timeout=5)

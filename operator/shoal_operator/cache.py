@@ -61,6 +61,8 @@ class ClusterCache:
     topology_epoch: int = 0
     """Bumped whenever something that can change a decision changes: nodes, their pod requests,
     agents and their budgets. An app decided at the current epoch needs no new decision."""
+    live_agents: frozenset[str] = frozenset()
+    """Agents whose Lease was live at the last `refresh_agents`: where placements may stay."""
     _pods: dict[str, tuple[str, Resources]] = field(default_factory=dict)
     _pod_requests: dict[str, Resources] = field(default_factory=dict)
 
@@ -218,6 +220,15 @@ class ClusterCache:
             for a in self.agents.values()
             if a.endpoint is not None and a.health_port is not None
         }
+
+    def refresh_agents(self, now: datetime) -> frozenset[str]:
+        """Recompute `live_agents` at `now`; returns the nodes whose agent came or went. A Lease that
+        runs out says so in no watch event: this is where that change moves the topology epoch."""
+        fresh = self.fresh_agents(now)
+        changed = fresh ^ self.live_agents
+        self.live_agents = fresh
+        self._bump(bool(changed))
+        return changed
 
     def fresh_agents(self, now: datetime) -> frozenset[str]:
         return frozenset(

@@ -21,8 +21,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shoal_api.constants import API_VERSION, LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY_VALUE, WASMAPP_KIND
-from shoal_api.meta import KeySelector
+from shoal_api.constants import LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY_VALUE
+from shoal_api.meta import KeySelector, owner_ref
 from shoal_api.naming import _bounded
 from shoal_api.wasmapp import Dependency, WasmApp
 from shoal_api.wasmplacement import DependencyEndpoint, ServiceEndpoint
@@ -162,7 +162,7 @@ def render_dependency(
         LABEL_NAME: kind,
         **dependency_labels(app_name, dep.name),
     }
-    owner = _owner_reference(app)
+    owner = owner_ref(app)
     namespace = app.metadata.namespace
 
     def metadata(*, owned: bool = True) -> dict[str, Any]:
@@ -361,18 +361,3 @@ def _app_name(app: WasmApp) -> str:
     if not app.metadata.name:
         raise ValueError("the WasmApp has no metadata.name")
     return app.metadata.name
-
-
-def _owner_reference(app: WasmApp) -> dict[str, Any]:
-    """Controller reference to the app: the garbage collector deletes the object with it, and
-    blockOwnerDeletion keeps a foreground deletion of the app waiting until it is gone."""
-    if not app.metadata.uid:
-        raise ValueError(f"WasmApp {app.metadata.name} has no metadata.uid (not read from the apiserver?)")
-    return {
-        "apiVersion": API_VERSION,
-        "kind": WASMAPP_KIND,
-        "name": _app_name(app),
-        "uid": app.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from shoal_api import LABEL_APP, WasmApp
 from shoal_api.constants import LABEL_MANAGED_BY, MANAGED_BY_VALUE
+from shoal_api.meta import owner_ref
 
 MANAGED_BY_CONTROLLER = "operator.shoal.dev"
 SERVICE_PORT = 80
@@ -38,17 +39,6 @@ def address_type(host: str) -> AddressType:
         return "FQDN"
 
 
-def _owner(app: WasmApp) -> dict[str, Any]:
-    return {
-        "apiVersion": app.api_version,
-        "kind": app.kind,
-        "name": app.metadata.name,
-        "uid": app.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def render_service(app: WasmApp) -> dict[str, Any]:
     name = app.metadata.name or ""
     return {
@@ -58,7 +48,7 @@ def render_service(app: WasmApp) -> dict[str, Any]:
             "name": name,
             "namespace": app.metadata.namespace,
             "labels": {LABEL_APP: name, LABEL_MANAGED_BY: MANAGED_BY_VALUE},
-            "ownerReferences": [_owner(app)],
+            "ownerReferences": [owner_ref(app)],
         },
         "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": SERVICE_PORT, "protocol": "TCP"}]},
     }
@@ -84,7 +74,7 @@ def render_slices(app: WasmApp, endpoints: Iterable[AgentEndpoint]) -> list[dict
                         "endpointslice.kubernetes.io/managed-by": MANAGED_BY_CONTROLLER,
                         LABEL_APP: name,
                     },
-                    "ownerReferences": [_owner(app)],
+                    "ownerReferences": [owner_ref(app)],
                 },
                 "addressType": kind,
                 "ports": [{"name": "http", "port": port, "protocol": "TCP"}],

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal_api import WasmApp
+
 logger = logging.getLogger(__name__)
 
 Post = Callable[..., Awaitable[None]]
@@ -115,3 +117,35 @@ class EventRecorder:
             )
         except Exception:  # an Event is never worth stopping the sender for
             logger.exception("could not post event %s", queued.reason)
+
+
+def event_ref(app: WasmApp) -> dict[str, Any]:
+    """What an Event needs of its object: far cheaper than serializing the whole app."""
+    meta = app.metadata
+    return {
+        "apiVersion": app.api_version,
+        "kind": app.kind,
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+    }
+
+
+@dataclass
+class Notify:
+    """How the stages tell a person about an app: `inform` queues a Normal Event for the background
+    sender (inline when there is none), `warn` posts a Warning now, before the status that it explains."""
+
+    post: Post
+    recorder: EventRecorder | None = None
+
+    async def inform(self, app: WasmApp, *, reason: str, message: str) -> None:
+        if self.recorder is not None:
+            self.recorder.record(event_ref(app), type_="Normal", reason=reason, message=message)
+        else:
+            await self.post(event_ref(app), type_="Normal", reason=reason, message=message)
+
+    async def warn(self, app: WasmApp, *, reason: str, message: str) -> None:
+        await self.post(event_ref(app), type_="Warning", reason=reason, message=message)
+
+    def hold(self) -> contextlib.AbstractContextManager[None]:
+        """Trickle the background Events while a batch is being written (EventRecorder.hold)."""
+        return self.recorder.hold() if self.recorder is not None else contextlib.nullcontext()

@@ -255,3 +255,11 @@ def api_exception(response: Any, body: bytes) -> ApiException:
     error.body = body
     error.headers = response.headers
     return error
+
+
+def api_message(error: ApiException) -> str:
+    """The apiserver's own explanation (a Status body), which says far more than the HTTP reason."""
+    try:
+        return str(json.loads(error.body or b"{}").get("message", ""))
+    except (TypeError, ValueError):
+        return str(error.body or "")[:500]

@@ -23,12 +23,13 @@ from enum import Enum
 
 import aiohttp
 
+from shoal_api.backoff import Backoff
+
 logger = logging.getLogger(__name__)
 
 SILENCE_SECONDS = 3.0
 """No line for this long (the agent writes one every 0.5 s) counts as the link lost: a hung agent."""
-RETRY_FIRST_SECONDS = 0.1
-RETRY_MAX_SECONDS = 1.0
+RETRY = Backoff(first=0.1, cap=1.0)
 """Reconnect fast: a restarted agent serves again within a second or two and should be routed to."""
 
 Target = tuple[str, int]
@@ -76,7 +77,8 @@ def state_of_line(line: bytes) -> Link:
 
 
 def retry_delay(failures: int) -> float:
-    return float(min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** min(failures, 8)))
+    """The wait before reconnecting after `failures` failed attempts in a row (0: the stream ended)."""
+    return RETRY.nominal(failures + 1)
 
 
 def link_changes(running: Mapping[str, Target], wanted: Mapping[str, Target]) -> tuple[list[str], list[str]]:

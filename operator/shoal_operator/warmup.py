@@ -6,7 +6,6 @@ before the placements and heartbeats are known would move replicas that are fine
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +14,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from shoal_api import GROUP, VERSION, WASMAPP_PLURAL, WASMNODE_PLURAL, WASMPLACEMENT_PLURAL
+from shoal_api.backoff import Backoff, Retry
 from shoal_operator.cache import ClusterCache
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ async def warm_cache_with_retries(
 ) -> None:
     """Retry until the API answers every list: right after a CRD is installed the apiserver answers
     429 "storage is (re)initializing", and a missing CRD is a 404 until the chart installs it."""
-    delay = 0.5
+    retry = Retry(Backoff(first=0.5, cap=max_delay))
     while True:
         try:
             await warm_cache(api, cache, agent_namespace=agent_namespace)
@@ -35,12 +35,15 @@ async def warm_cache_with_retries(
                 raise
             hint = " (are the shoal.dev CRDs installed?)" if e.status == 404 else ""
             logger.warning(
-                "listing the cluster failed: %s %s%s; retrying in %.1fs", e.status, e.reason, hint, delay
+                "listing the cluster failed: %s %s%s; retrying in %.1fs",
+                e.status,
+                e.reason,
+                hint,
+                retry.upcoming,
             )
         except (aiohttp.ClientError, TimeoutError) as e:
-            logger.warning("cannot reach the apiserver: %s; retrying in %.1fs", e, delay)
-        await asyncio.sleep(delay)
-        delay = min(max_delay, delay * 2)
+            logger.warning("cannot reach the apiserver: %s; retrying in %.1fs", e, retry.upcoming)
+        await retry.failed()
 
 
 async def warm_cache(api: client.ApiClient, cache: ClusterCache, *, agent_namespace: str) -> None:

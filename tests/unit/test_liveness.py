@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shoal_operator.agents import AgentView
 from shoal_operator.cache import ClusterCache
 from shoal_operator.liveness import Link, LinkBook, link_changes, retry_delay, state_of_line
-from shoal_operator.reconciler import Reconciler
 
 pytestmark = pytest.mark.unit
 
@@ -93,15 +93,15 @@ async def test_a_withdrawn_agent_is_fresh_but_not_serving_and_needs_no_new_decis
                 "spec": {"holderIdentity": n, "renewTime": now.isoformat(), "leaseDurationSeconds": 15},
             },
         )
-    reconciler = Reconciler(cache=cache, kube=None, resolver=None, clock=lambda: now)  # type: ignore[arg-type]
+    agents = AgentView(cache)
     links = FakeLinks(frozenset({"n2"}))
-    reconciler.links = links  # type: ignore[assignment]
-    reconciler._check_agents()
+    agents.links = links  # type: ignore[assignment]
+    agents.check(now)
     epoch = cache.topology_epoch
-    assert reconciler._fresh_agents == {"n1", "n2"}
-    assert reconciler._serving_agents == {"n1"}
+    assert agents.fresh == {"n1", "n2"}
+    assert agents.serving == {"n1"}
 
     links._withdrawn = frozenset()
-    reconciler._check_agents()
-    assert reconciler._serving_agents == {"n1", "n2"}
+    agents.check(now)
+    assert agents.serving == {"n1", "n2"}
     assert cache.topology_epoch == epoch, "readiness only: the placements stay where they are"

@@ -1,4 +1,4 @@
-"""The reconciler's Service/EndpointSlice publishing writes only what changed."""
+"""The publish stage writes only the Service/EndpointSlices that changed."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from shoal_api.meta import ObjectMeta
 from shoal_api.wasmplacement import WasmPlacementStatus
 from shoal_operator import adapt
 from shoal_operator.cache import AgentRecord, ClusterCache
-from shoal_operator.reconciler import Reconciler
+from shoal_operator.memo import Memos
+from shoal_operator.publish import Publish
 
 pytestmark = pytest.mark.unit
 
 
 class RecordingKube:
-    """The writes `_publish_endpoints` makes, by kind/name."""
+    """The writes the publish stage makes, by kind/name."""
 
     def __init__(self) -> None:
         self.applied: list[str] = []
@@ -56,24 +57,22 @@ async def test_readiness_changes_rewrite_the_slice_not_the_service() -> None:
     for node, ip in (("n1", "10.0.0.1"), ("n2", "10.0.0.2")):
         cache.agents[node] = AgentRecord(node=node, endpoint=(ip, 8080))
     kube = RecordingKube()
-    reconciler = Reconciler(cache=cache, kube=kube, resolver=None)  # type: ignore[arg-type]
-    reconciler._fresh_agents = reconciler._serving_agents = frozenset({"n1", "n2"})
+    publish = Publish(cache=cache, kube=kube, memos=Memos())  # type: ignore[arg-type]
+    serving = frozenset({"n1", "n2"})
     app = http_app()
 
-    await reconciler._publish_endpoints(
-        app, [placement(app, "n1", ready=False), placement(app, "n2", ready=False)]
+    await publish(
+        app, [placement(app, "n1", ready=False), placement(app, "n2", ready=False)], serving=serving
     )
     assert kube.applied[0] == "Service/hello" and len(kube.applied) == 2, kube.applied
     slices = kube.applied[1:]
     assert kube.pruned == []  # a new app has no slices from an earlier run to prune
 
     kube.applied.clear()
-    await reconciler._publish_endpoints(
-        app, [placement(app, "n1", ready=False), placement(app, "n2", ready=False)]
+    await publish(
+        app, [placement(app, "n1", ready=False), placement(app, "n2", ready=False)], serving=serving
     )
     assert kube.applied == [], "nothing changed: nothing written"
 
-    await reconciler._publish_endpoints(
-        app, [placement(app, "n1", ready=True), placement(app, "n2", ready=False)]
-    )
+    await publish(app, [placement(app, "n1", ready=True), placement(app, "n2", ready=False)], serving=serving)
     assert kube.applied == slices, "only the slice holds readiness"

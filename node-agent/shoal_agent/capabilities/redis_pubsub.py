@@ -30,6 +30,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from shoal_api.backoff import Backoff
+from shoal_api.backoff import Retry as Retrying
+
 from ..runtime.app import InvocationRequest
 from ..runtime.outcome import Outcome
 from ..triggers.base import Invoker
@@ -110,7 +113,9 @@ class RedisPubSubTrigger:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _run(self) -> None:
-        delay = self.backoff.initial_s
+        retry = Retrying(
+            Backoff(first=self.backoff.initial_s, cap=self.backoff.max_s, factor=self.backoff.factor)
+        )
         while True:
             where = self.locate()
             client = aioredis.Redis(
@@ -126,7 +131,7 @@ class RedisPubSubTrigger:
                     await pubsub.subscribe(self.redis_channel)
                     self.stats.connects += 1
                     self.subscribed.set()
-                    delay = self.backoff.initial_s
+                    retry.succeeded()
                     log.info("subscribed to %s for %s/%s", self.redis_channel, self.namespace, self.app)
                     while True:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -142,7 +147,7 @@ class RedisPubSubTrigger:
                     e,
                     where.host,
                     where.port,
-                    delay,
+                    retry.upcoming,
                 )
                 if self.on_failure is not None:
                     self.on_failure(where)
@@ -150,8 +155,7 @@ class RedisPubSubTrigger:
                 self.subscribed.clear()
                 with contextlib.suppress(Exception):
                     await client.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * self.backoff.factor, self.backoff.max_s)
+            await retry.failed()
 
     def _dispatch(self, data: bytes) -> None:
         self.stats.received += 1

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from shoal_api.backoff import Backoff, Sleep
 
 from ..runtime.app import InvocationRequest
 from ..runtime.outcome import InvocationResult, Outcome
 from .base import Invoker
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class JobResult:
 
 def backoff_delays(spec: JobSpec) -> Sequence[float]:
     """Exponential delays before each retry (10s, 20s, 40s... in Kubernetes; base is configurable)."""
-    return [min(spec.backoff_base_s * 2**i, spec.backoff_max_s) for i in range(spec.backoff_limit)]
+    backoff = Backoff(first=spec.backoff_base_s, cap=spec.backoff_max_s)
+    return [backoff.nominal(failures) for failures in range(1, spec.backoff_limit + 1)]
 
 
 async def run_job(spec: JobSpec, invoker: Invoker, sleep: Sleep = asyncio.sleep) -> JobResult:
