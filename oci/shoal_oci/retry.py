@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from shoal_api.backoff import Backoff
+
 from .errors import RegistryUnavailable
 
 T = TypeVar("T")
@@ -31,9 +33,14 @@ class RetryPolicy:
         if self.attempts < 1:
             raise ValueError("RetryPolicy needs at least one attempt")
 
+    @property
+    def backoff(self) -> Backoff:
+        """Shoal's one backoff (shoal_api.backoff) with full jitter."""
+        return Backoff(first=self.base_delay, cap=self.max_delay, jitter=1.0)
+
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)] (attempt counts from 0)."""
-        return float(self.jitter()) * min(self.max_delay, self.base_delay * float(1 << attempt))
+        return self.backoff.delay(attempt + 1, rand=self.jitter)
 
     async def run(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         for attempt in range(self.attempts):
