@@ -17,7 +17,8 @@ from pathlib import Path
 
 from chaos.cluster import chaos_cluster
 from chaos.figures import Result, fmt, table
-from chaos.scenarios import SCENARIOS, Profile
+from chaos.scenarios import Profile
+from chaos.suite import SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
