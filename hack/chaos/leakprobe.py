@@ -28,7 +28,8 @@ from localcluster.processes import spawn, stop, wait_until
 
 WRAPPER = r"""
 import gc, json, os, runpy, signal, sys, tracemalloc, collections
-tracemalloc.start(12)
+import shoal_operator.__main__  # imported untraced: tracing the imports would only slow them down
+tracemalloc.start(8)
 out = os.environ["LEAKPROBE_OUT"]
 n = [0]
 def dump(*_):
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--agent-namespace={rel.namespace}", f"--lease-namespace={rel.namespace}",
                 f"--identity={op.pod.name}", "--metrics-host=127.0.0.1", f"--metrics-port={op.metrics_port}",
             ],
-            log_dir=Path(tmp) / "logs",
+            log_dir=Path(os.environ.get("LEAKPROBE_LOGS", tmp)),
             env={"KUBECONFIG": str(op.kubeconfig), "PYTHONUNBUFFERED": "1", "POD_NAMESPACE": rel.namespace,
                  "LEAKPROBE_OUT": str(dumps)},
         )  # fmt: skip
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from chaos.load import get_text
 
         wait_until(
-            lambda: bool(get_text(("127.0.0.1", op.metrics_port), "/metrics")), what="operator", timeout=60
+            lambda: bool(get_text(("127.0.0.1", op.metrics_port), "/metrics")), what="operator", timeout=300
         )
         ns = c.namespace("leakprobe")
         image = c.push("hello-c", "v1", repository="leakprobe")
