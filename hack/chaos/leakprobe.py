@@ -29,21 +29,24 @@ from localcluster.processes import spawn, stop, wait_until
 WRAPPER = r"""
 import gc, json, os, runpy, signal, sys, tracemalloc, collections
 import shoal_operator.__main__  # imported untraced: tracing the imports would only slow them down
-tracemalloc.start(8)
+trace = os.environ.get("LEAKPROBE_TRACE") == "1"
+if trace:
+    tracemalloc.start(8)
 out = os.environ["LEAKPROBE_OUT"]
 n = [0]
 def dump(*_):
     gc.collect()
-    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
     sites = {}
-    for stat in snap.statistics("traceback"):
+    snap = tracemalloc.take_snapshot() if trace else None
+    for stat in snap.statistics("traceback") if snap else []:
         frames = stat.traceback[:6]
         key = " <- ".join(f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno}" for f in frames)
         sites[key] = [stat.size, stat.count]
     types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
-    traced = tracemalloc.get_traced_memory()[0]
+    traced = tracemalloc.get_traced_memory()[0] if trace else 0
     with open(f"{out}/{n[0]:04d}.json", "w") as f:
-        json.dump({"traced": traced, "sites": sites, "types": dict(types)}, f)
+        blocks = sys.getallocatedblocks()
+        json.dump({"traced": traced, "blocks": blocks, "sites": sites, "types": dict(types)}, f)
     n[0] += 1
 signal.signal(signal.SIGUSR1, dump)
 sys.argv = ["shoal_operator", *sys.argv[1:]]
@@ -56,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=6.0)
     parser.add_argument("--every", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=60.0)
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="tracemalloc allocation sites (its own memory makes RSS meaningless)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="shoal-leakprobe-") as tmp, chaos_cluster(Path(tmp)) as c:
         dumps = Path(tmp) / "dumps"
@@ -73,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             log_dir=Path(os.environ.get("LEAKPROBE_LOGS", tmp)),
             env={"KUBECONFIG": str(op.kubeconfig), "PYTHONUNBUFFERED": "1", "POD_NAMESPACE": rel.namespace,
-                 "LEAKPROBE_OUT": str(dumps)},
+                 "LEAKPROBE_OUT": str(dumps), "LEAKPROBE_TRACE": "1" if args.trace else "0"},
         )  # fmt: skip
         op.proc = proc
         from chaos.load import get_text
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         churner.start()
         began = time.monotonic()
         rss: list[tuple[float, float]] = []
+        signalled: list[float] = []
         traced: list[tuple[float, float]] = []
         try:
             next_dump = began + args.warmup
@@ -112,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                     rss.append((time.monotonic() - began, float(sample[0])))
                 if time.monotonic() >= next_dump:
                     os.kill(proc.pid, signal.SIGUSR1)
+                    signalled.append(time.monotonic() - began)
                     next_dump += args.every
         finally:
             stopping.set()
@@ -119,11 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(3.0)
         files = sorted(dumps.glob("*.json"))
         docs = [json.loads(f.read_text()) for f in files]
-        for i, d in enumerate(docs):
-            traced.append((args.warmup + i * args.every, d["traced"] / 1024))
+        for d, at in zip(docs, signalled, strict=False):  # a dump answers the signal sent before it
+            d["at"] = at
+        blocks: list[tuple[float, float]] = []
+        for d in docs:
+            traced.append((d["at"], d["traced"] / 1024))
+            blocks.append((d["at"], float(d["blocks"])))
         print(f"dumps={len(docs)}")
         print(f"operator_rss_slope_kib_per_min={slope_per_minute(rss):.1f}")
         print(f"operator_traced_heap_slope_kib_per_min={slope_per_minute(traced):.1f}")
+        print(f"operator_pymalloc_blocks_slope_per_min={slope_per_minute(blocks):.1f}")
+        print("pymalloc blocks: " + " ".join(f"{t:.0f}s={b:.0f}" for t, b in blocks))
+        print("rss kib: " + " ".join(f"{t:.0f}s={v:.0f}" for t, v in rss[:: max(1, len(rss) // 12)]))
         if len(docs) >= 2:
             first, last = docs[0], docs[-1]
             print(

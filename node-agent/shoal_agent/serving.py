@@ -75,12 +75,15 @@ class Serving:
         """Unmount and unload the warm apps no placement claimed (the agent has settled on what the
         apiserver says it runs); returns their keys."""
         released = list(self.warm)
-        for key, warm in self.warm.items():
-            if self.runtime.get(*key) is warm.loaded:
-                self.unmount(*key)
-                self.runtime.unload(*key)
-        self.warm.clear()
+        for key in released:
+            self._release(key)
         return released
+
+    def _release(self, key: tuple[str, str]) -> None:
+        warm = self.warm.pop(key)
+        self.unmount(*key, only=warm.loaded)
+        if self.runtime.get(*key) is warm.loaded:
+            self.runtime.unload(*key)
 
     async def invoke(self, app: LoadedApp, request: InvocationRequest) -> InvocationResult:
         return await self.runtime.invoke(app, request)
@@ -101,6 +104,9 @@ class Serving:
         """Route `path` (and the app's Host names) to `app`, replacing its previous version's routes
         in one swap."""
         ns, name = app.spec.namespace, app.spec.name
+        for key, warm in list(self.warm.items()):
+            if key != (ns, name) and warm.loaded is not app and warm.entry.path == path:
+                self._release(key)  # what the apiserver places wins over what this agent remembered
         routes = app_routes(name, ns, path, self.cluster_domain)
         self.router.remove_app(ns, name)
         owners = {r: owner_of(self.router, r) for r in routes if r.host is None}

@@ -168,3 +168,18 @@ def test_decode_skips_what_it_cannot_read() -> None:
     entries, problems = decode("{not json")
     assert entries == [] and problems[0].startswith("not JSON")
     assert decode(json.dumps({"format": 99, "apps": []}))[1] == ["not a format-1 checkpoint"]
+
+
+def test_an_app_the_apiserver_places_takes_a_path_a_warm_app_held(
+    restarted: tuple[AgentConfig, WarmStart], example_guests: Path
+) -> None:
+    """hello-c was deleted while the agent was down and another app now has its path here."""
+    _, warm = restarted
+    s = warm.serving
+    wasm = (example_guests / "cgi-echo.wasm").read_bytes()
+    other = asyncio.run(s.load(spec("other"), wasm, sha256_digest(wasm)))
+    assert s.mount_http(other, "/hello").taken_by == ()
+    assert s.port is not None
+    status, body = get(s.port, "/hello/x")
+    assert status == 200 and not body.startswith("Hello from C")  # cgi-echo answers now
+    assert s.warm == {} and s.runtime.get("ns", "hello-c") is None
