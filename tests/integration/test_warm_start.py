@@ -15,7 +15,7 @@ import pytest
 from shoal_agent.checkpoint import Checkpoint, decode, encode
 from shoal_agent.config import AgentConfig
 from shoal_agent.metrics import AgentMetrics
-from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, WasmRuntime, sha256_digest
+from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, LoadedApp, WasmRuntime, sha256_digest
 from shoal_agent.serving import Serving
 from shoal_agent.warmstart import WarmStart, start
 
@@ -46,6 +46,15 @@ def config(tmp_path: Path) -> AgentConfig:
 
 def spec(name: str, **kw: object) -> AppSpec:
     return AppSpec("ns", name, limits=LIMITS, **kw)  # type: ignore[arg-type]
+
+
+def load_as_placed(
+    s: Serving, guests: Path, guest: str, app_spec: AppSpec, *, source: bool = False
+) -> LoadedApp:
+    """What a placement worker does: load `guest` for `app_spec` (claiming a warm app if it matches)."""
+    path = guests / f"{guest}.wasm"
+    wasm = path.read_bytes()
+    return asyncio.run(s.load(app_spec, wasm, sha256_digest(wasm), source=path if source else None))
 
 
 def first_life(cfg: AgentConfig, guests: Path) -> None:
@@ -108,13 +117,10 @@ def test_serves_from_the_checkpoint_before_any_apiserver(
 def test_the_same_spec_and_digest_is_claimed_not_loaded_again(
     restarted: tuple[AgentConfig, WarmStart], example_guests: Path
 ) -> None:
-    _, warm = restarted
-    s = warm.serving
-    source = example_guests / "hello-c.wasm"
-    wasm = source.read_bytes()
+    s = restarted[1].serving
     warm_app = s.runtime.get("ns", "hello-c")
-    claimed = asyncio.run(
-        s.load(spec("hello-c", env={"GREETING": "plain"}), wasm, sha256_digest(wasm), source=source)
+    claimed = load_as_placed(
+        s, example_guests, "hello-c", spec("hello-c", env={"GREETING": "plain"}), source=True
     )
     assert claimed is warm_app
     assert s.release_unclaimed() == []
@@ -126,9 +132,8 @@ def test_a_changed_spec_loads_anew_and_unclaimed_apps_stop_once_settled(
 ) -> None:
     cfg, warm = restarted
     s = warm.serving
-    wasm = (example_guests / "hello-c.wasm").read_bytes()
     warm_app = s.runtime.get("ns", "hello-c")
-    fresh = asyncio.run(s.load(spec("hello-c", env={"GREETING": "changed"}), wasm, sha256_digest(wasm)))
+    fresh = load_as_placed(s, example_guests, "hello-c", spec("hello-c", env={"GREETING": "changed"}))
     assert fresh is not warm_app
     assert s.port is not None and get(s.port, "/hello/x")[0] == 200  # the warm version serves meanwhile
     s.runtime.unload("ns", "hello-c")  # the placement's worker went away before mounting it
@@ -174,10 +179,8 @@ def test_an_app_the_apiserver_places_takes_a_path_a_warm_app_held(
     restarted: tuple[AgentConfig, WarmStart], example_guests: Path
 ) -> None:
     """hello-c was deleted while the agent was down and another app now has its path here."""
-    _, warm = restarted
-    s = warm.serving
-    wasm = (example_guests / "cgi-echo.wasm").read_bytes()
-    other = asyncio.run(s.load(spec("other"), wasm, sha256_digest(wasm)))
+    s = restarted[1].serving
+    other = load_as_placed(s, example_guests, "cgi-echo", spec("other"))
     assert s.mount_http(other, "/hello").taken_by == ()
     assert s.port is not None
     status, body = get(s.port, "/hello/x")
