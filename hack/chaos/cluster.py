@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,9 +52,10 @@ class Cluster:
 
     def dependency_servers(self) -> DependencyServers:
         if self.deps is None:
-            self.deps = DependencyServers(
-                plane=self.plane, testnet=self.net, workdir=self.workdir / "depservers"
-            )
+            # A short folder of its own: MariaDB refuses a socket path over 107 bytes, and a pytest
+            # tmp_path as the workdir made it that long. Removed when the cluster stops.
+            folder = Path(tempfile.mkdtemp(prefix="shoal-deps-"))
+            self.deps = DependencyServers(plane=self.plane, testnet=self.net, workdir=folder)
             self.deps.start()
         return self.deps
 
@@ -213,5 +216,6 @@ def chaos_cluster(workdir: Path) -> Iterator[Cluster]:
                     cluster.stop_standby_operator()
                     if cluster.deps is not None:
                         cluster.deps.stop()
+                        shutil.rmtree(cluster.deps.workdir, ignore_errors=True)
         finally:
             net.stop()
