@@ -86,6 +86,15 @@ class Cluster:
             stop(self.standby.proc, timeout=20)
         self.standby = None
 
+    def lease_holder(self) -> str:
+        """holderIdentity of the operators' leader Lease ("" when free or unreadable)."""
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.release.namespace}/leases/shoal-operator"
+        try:
+            holder = self.kube.get(path)["spec"].get("holderIdentity")
+        except Exception:  # the apiserver may be down on purpose; the caller decides what that means
+            return ""
+        return str(holder or "")
+
     def leading(self) -> dict[str, bool]:
         """operator name -> whether its /metrics says it leads now (absent: it did not answer)."""
         from chaos.figures import metric_sum

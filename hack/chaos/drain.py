@@ -28,11 +28,11 @@ def node_drain(c: Cluster, profile: Profile) -> Result:
     spec = hello_spec(c.push("hello-c", "v1", repository="drain"), 2)
     with loaded_app(c, ns, "hello", spec, max_seconds=300) as load:
         time.sleep(2.0)
-        # Not the operator pod's node: the taint would evict that pod, and the local operator process
-        # (unlike a Deployment's replacement pod) would go on with the evicted pod's token.
-        operator_node = c.release.operator_pod().node
+        # Preferably no operator pod's node: the taint evicts that pod, its Deployment replaces it,
+        # and the local operator processes (named after the pods) would change identity meanwhile.
+        operator_nodes = {p.node for p in c.release.pods("operator")}
         nodes = sorted(p["spec"]["nodeName"] for p in live(c.placements(ns)))
-        victim = next((n for n in nodes if n != operator_node), nodes[0])
+        victim = next((n for n in nodes if n not in operator_nodes), nodes[0])
         address = c.agent_address(victim)
         node_path = f"/api/v1/nodes/{victim}"
         before = c.kube.get(node_path)["spec"]
