@@ -343,9 +343,13 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
 
     def converged() -> bool:
         nonlocal desired, audit
-        apps = c.apps(ns)
+        try:
+            apps = c.apps(ns)
+            placements = c.placements(ns)
+        except OSError:  # a read that timed out (a loaded apiserver) is no verdict: poll again
+            return False
         desired = {a["metadata"]["name"]: int(a["spec"].get("replicas", 1)) for a in apps}
-        live = [p for p in c.placements(ns) if not p["metadata"].get("deletionTimestamp")]
+        live = [p for p in placements if not p["metadata"].get("deletionTimestamp")]
         audit = placement_audit(desired, [(p["spec"]["app"], p["spec"]["nodeName"]) for p in live])
         generations = all(
             (a.get("status") or {}).get("observedGeneration") == a["metadata"]["generation"]
