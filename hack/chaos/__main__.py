@@ -17,7 +17,8 @@ from pathlib import Path
 
 from chaos.cluster import chaos_cluster
 from chaos.figures import Result, fmt, table
-from chaos.scenarios import SCENARIOS, Profile
+from chaos.scenarios import Profile
+from chaos.suite import SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"==> cluster up in {time.monotonic() - started:.0f}s", flush=True)
             for name in names:
                 print(f"==> {name}", flush=True)
-                if cluster.ensure_operator():  # one scenario's outage must not break the next one
-                    print("note: the operator had exited; restarted it as its Deployment would", flush=True)
                 begun = time.monotonic()
                 try:
+                    if cluster.ensure_operator():  # one scenario's outage must not break the next one
+                        print(
+                            "note: the operator had exited; restarted it as its Deployment would", flush=True
+                        )
                     result = SCENARIOS[name](cluster, profile)
                 except Exception as e:  # one broken scenario must not hide the others' figures
                     traceback.print_exc()

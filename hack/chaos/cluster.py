@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,10 @@ from harness.kubehttp import KubeHttp
 from localcluster import examples
 from localcluster.chart import Release
 from localcluster.controlplane import ControlPlane
+from localcluster.depservers import DependencyServers
+from localcluster.processes import Proc, free_port, spawn, stop
 from localcluster.registry import Registry
-from localcluster.shoalprocs import LocalShoal
+from localcluster.shoalprocs import LocalShoal, OperatorRun
 from localcluster.testnet import TestNet
 from shoal_api import GROUP, VERSION
 
@@ -36,6 +41,73 @@ class Cluster:
     kube: KubeHttp
     wasm: Path
     """Folder of the built example modules."""
+    workdir: Path
+    deps: DependencyServers | None = None
+    """Real Redis/MariaDB servers for dependency pods, started by the first scenario that needs them."""
+    standby: OperatorRun | None = None
+    """A second operator (another identity), when a scenario runs one."""
+    shared: dict[str, Any] = field(default_factory=dict)
+    """What one scenario set up and a later one may reuse (Finicky Whiskers)."""
+
+    def dependency_servers(self) -> DependencyServers:
+        if self.deps is None:
+            # A short folder of its own: MariaDB refuses a socket path over 107 bytes, and a pytest
+            # tmp_path as the workdir made it that long. Removed when the cluster stops.
+            folder = Path(tempfile.mkdtemp(prefix="shoal-deps-"))
+            self.deps = DependencyServers(plane=self.plane, testnet=self.net, workdir=folder)
+            self.deps.start()
+        return self.deps
+
+    def start_standby_operator(self) -> OperatorRun:
+        """A second operator process with an identity of its own, as a Deployment's second replica
+        runs: it waits on the leader Lease and writes nothing until it holds it."""
+        primary = self.shoal.operator
+        assert primary is not None
+        run = OperatorRun(pod=primary.pod, kubeconfig=primary.kubeconfig, metrics_port=free_port())
+        rel = self.release
+        run.proc = spawn(
+            "shoal-operator-standby",
+            [
+                sys.executable, "-m", "shoal_operator",
+                f"--agent-namespace={rel.namespace}", f"--lease-namespace={rel.namespace}",
+                f"--identity={primary.pod.name}-standby",
+                "--metrics-host=127.0.0.1", f"--metrics-port={run.metrics_port}",
+            ],
+            log_dir=self.workdir / "shoal" / "logs",
+            env={"KUBECONFIG": str(primary.kubeconfig), "PYTHONUNBUFFERED": "1",
+                 "POD_NAMESPACE": rel.namespace},
+        )  # fmt: skip
+        self.standby = run
+        return run
+
+    def stop_standby_operator(self) -> None:
+        if self.standby is not None and self.standby.proc is not None:
+            stop(self.standby.proc, timeout=20)
+        self.standby = None
+
+    def lease_holder(self) -> str:
+        """holderIdentity of the operators' leader Lease ("" when free or unreadable)."""
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.release.namespace}/leases/shoal-operator"
+        try:
+            holder = self.kube.get(path)["spec"].get("holderIdentity")
+        except Exception:  # the apiserver may be down on purpose; the caller decides what that means
+            return ""
+        return str(holder or "")
+
+    def leading(self) -> dict[str, bool]:
+        """operator name -> whether its /metrics says it leads now (absent: it did not answer)."""
+        from chaos.figures import metric_sum
+        from chaos.load import get_text
+
+        runs = {"operator": self.shoal.operator, "standby": self.standby}
+        out = {}
+        for name, run in runs.items():
+            if run is None or run.proc is None or not run.proc.alive():
+                continue
+            text = get_text(("127.0.0.1", run.metrics_port), "/metrics", timeout=1.0)
+            if text:
+                out[name] = metric_sum(text, "shoal_operator_leader") >= 1
+        return out
 
     def push(self, name: str, tag: str = "v1", *, repository: str = "") -> str:
         """Push hack/examples' `name` as <registry>/chaos/<repository or name>:<tag>; returns the image
@@ -54,13 +126,11 @@ class Cluster:
         items: list[dict[str, Any]] = self.kube.get(f"{APPS}/namespaces/{namespace}/wasmapps")["items"]
         return items
 
-    def kill_operator(self) -> None:
-        run = self.shoal.operator
+    def kill_operator(self, run: OperatorRun | None = None) -> None:
+        """SIGKILL the operator (or `run`, e.g. the standby)."""
+        run = run or self.shoal.operator
         assert run is not None and run.proc is not None
-        os.kill(run.proc.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while run.proc.alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        kill_proc(run.proc)
         run.proc = None
 
     def operator_alive(self) -> bool:
@@ -123,15 +193,19 @@ class Cluster:
         """SIGKILL, as the OOM killer or a crash would: no drain, no Lease release."""
         run = self.shoal.agents[node]
         assert run.proc is not None
-        os.kill(run.proc.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while run.proc.alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        kill_proc(run.proc)
         run.proc = None
 
     def restart_agent(self, node: str) -> None:
         """Start it again with the same ports and caches, as kubelet restarts a crashed container."""
         self.shoal.start_agent(node, self.shoal.agents[node].pod)
+
+
+def kill_proc(proc: Proc) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while proc.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -143,6 +217,13 @@ def chaos_cluster(workdir: Path) -> Iterator[Cluster]:
             release.install()
             wasm = examples.build()
             with local_shoal(release, net, workdir / "shoal") as shoal:
-                yield Cluster(plane, registry, net, release, shoal, KubeHttp(plane), wasm)
+                cluster = Cluster(plane, registry, net, release, shoal, KubeHttp(plane), wasm, workdir)
+                try:
+                    yield cluster
+                finally:
+                    cluster.stop_standby_operator()
+                    if cluster.deps is not None:
+                        cluster.deps.stop()
+                        shutil.rmtree(cluster.deps.workdir, ignore_errors=True)
         finally:
             net.stop()

@@ -5,14 +5,13 @@ records that as the scenario's error and goes on with the next one."""
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from chaos.cluster import APPS, Cluster
@@ -24,11 +23,8 @@ from chaos.figures import (
     failed,
     first_time,
     metric_sum,
-    parse_proc_status,
     placement_audit,
     quantile,
-    series_count,
-    slope_per_minute,
     storm_plan,
 )
 from chaos.load import Load, Routes, get, get_text
@@ -108,14 +104,22 @@ def agent_crash(c: Cluster, profile: Profile) -> Result:
         restarted = time.monotonic()
         c.restart_agent(victim)
         health = (address[0], c.shoal.agents[victim].metrics_port)
-        wait_for(lambda: get(health, "/healthz", timeout=1)[0] == 200, within=60, what="agent process up")
-        result.figures["agent_restart_process_up_s"] = time.monotonic() - restarted
-        wait_for(
-            lambda: get(address, f"{HELLO_PATH}/probe", host=routes.host, timeout=1)[0] == 200,
-            within=60,
-            what="restarted agent serving",
-        )
-        result.figures["agent_restart_serving_s"] = time.monotonic() - restarted
+        seen: dict[str, float] = {}
+
+        def up() -> bool:
+            # Each watched on its own: the trigger port may serve (warm start) before /healthz
+            # answers, which needs the agent's full start.
+            probes = {
+                "agent_restart_serving_s": (address, f"{HELLO_PATH}/probe", routes.host),
+                "agent_restart_process_up_s": (health, "/healthz", None),
+            }
+            for name, (at, path, host) in probes.items():
+                if name not in seen and get(at, path, host=host, timeout=1)[0] == 200:
+                    seen[name] = time.monotonic() - restarted
+            return len(seen) == len(probes)
+
+        wait_for(up, within=60, what="restarted agent serving and healthy")
+        result.figures.update(seen)
         wait_for(lambda: address in routes.current(), within=60, what=f"{victim}'s address routed again")
         back = first_time(routes.samples, after=restarted, present=True, address=address)
         result.figures["agent_restart_routed_s"] = None if back is None else back - restarted
@@ -230,11 +234,53 @@ def storm_driver(
         time.sleep(pause)
 
 
+class LeaderWatch:
+    """Samples which operators say they lead, every `every` seconds, in a thread (bounded in time)."""
+
+    def __init__(self, c: Cluster, *, every: float = 0.1, max_seconds: float = 900.0) -> None:
+        self.c = c
+        self.every = every
+        self.max_seconds = max_seconds
+        self.samples = 0
+        self.both = 0
+        self.leaders: list[tuple[float, str]] = []
+        """(time, name) each time the leader changed."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leader-watch", daemon=True)
+
+    def start(self) -> LeaderWatch:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            leading = [name for name, yes in self.c.leading().items() if yes]
+            self.samples += 1
+            self.both += len(leading) > 1
+            if len(leading) == 1 and (not self.leaders or self.leaders[-1][1] != leading[0]):
+                self.leaders.append((time.monotonic(), leading[0]))
+            self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def other_leads(c: Cluster, before: str) -> bool:
+    """Another identity than `before` holds the Lease, and an operator says it leads."""
+    return c.lease_holder() not in ("", before) and any(c.leading().values())
+
+
 def operator_kills(c: Cluster, profile: Profile) -> Result:
-    """SIGKILL the operator again and again (restarted each time, as its Deployment would) during a
-    burst of creates, scales, updates and deletes. Then: placements that should not exist
+    """SIGKILL the leading operator again and again (restarted each time, as its Deployment would)
+    during a burst of creates, scales, updates and deletes, with a second operator (another
+    identity) on standby all along. Then: placements that should not exist
     (operator_kills_duplicates) or are missing (operator_kills_lost) once it settles, and how long
-    it took to settle after the last restart (operator_kills_converged_s)."""
+    it took to settle after the last restart (operator_kills_converged_s). Both operators' leader
+    gauges are sampled every 0.1 s: operator_kills_both_leading counts samples in which both said
+    they lead (goal 0; only a leader writes). In the full run, the leader is once left down longer
+    than its Lease, so the standby takes over (operator_kills_handover_s)."""
     kills, ops = profile.storm
     result = Result(
         "operator_kills",
@@ -242,6 +288,7 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
             Goal("operator_kills_duplicates", 0),
             Goal("operator_kills_lost", 0),
             Goal("operator_kills_converged_s", 30),
+            Goal("operator_kills_both_leading", 0),
         ],
     )
     ns = c.namespace("chaos-storm")
@@ -249,6 +296,8 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
     plan = storm_plan(ops, apps=max(10, ops // 6), seed=12)
     rng = random.Random(12)
     errors: list[str] = []
+    c.start_standby_operator()
+    watch = LeaderWatch(c).start()
     driver = threading.Thread(
         # Paced to last about as long as the kills (a kill and restart take ~5 s here), so the last
         # restarted operator still has changes to catch up with.
@@ -258,12 +307,33 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
     )
     driver.start()
     restarts: list[float] = []
+    handover = kills // 2 if not profile.short else -1
     try:
-        for _ in range(kills):
+        for i in range(kills):
             time.sleep(rng.uniform(0.3, 2.0))
-            c.kill_operator()
+            # The leader by the Lease itself (a scrape of its metrics may time out under load).
+            holder = c.lease_holder()
+            victim = c.standby if holder.endswith("-standby") and c.standby is not None else c.shoal.operator
+            c.kill_operator(victim)
+            if i == handover:
+                # Left down past its Lease (15 s): the other operator must take over, as it would
+                # when a node dies with the leader on it.
+                down = time.monotonic()
+                try:
+                    wait_for(
+                        functools.partial(other_leads, c, holder),
+                        within=40,
+                        what="the other operator to lead",
+                        interval=0.1,
+                    )
+                    result.figures["operator_kills_handover_s"] = time.monotonic() - down
+                except TimeoutError:
+                    result.figures["operator_kills_handover_s"] = None
             began = time.monotonic()
-            c.shoal.start_operator()  # returns once its metrics answer: not yet leading or warm
+            if victim is c.standby:
+                c.start_standby_operator()
+            else:
+                c.shoal.start_operator()  # returns once its metrics answer: not yet leading or warm
             restarts.append(time.monotonic() - began)
     finally:
         driver.join(timeout=kills * 5.0 + 120)
@@ -273,9 +343,13 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
 
     def converged() -> bool:
         nonlocal desired, audit
-        apps = c.apps(ns)
+        try:
+            apps = c.apps(ns)
+            placements = c.placements(ns)
+        except OSError:  # a read that timed out (a loaded apiserver) is no verdict: poll again
+            return False
         desired = {a["metadata"]["name"]: int(a["spec"].get("replicas", 1)) for a in apps}
-        live = [p for p in c.placements(ns) if not p["metadata"].get("deletionTimestamp")]
+        live = [p for p in placements if not p["metadata"].get("deletionTimestamp")]
         audit = placement_audit(desired, [(p["spec"]["app"], p["spec"]["nodeName"]) for p in live])
         generations = all(
             (a.get("status") or {}).get("observedGeneration") == a["metadata"]["generation"]
@@ -299,6 +373,11 @@ def operator_kills(c: Cluster, profile: Profile) -> Result:
     result.figures["operator_kills_restart_p50_s"] = (
         sorted(restarts)[len(restarts) // 2] if restarts else None
     )
+    watch.stop()
+    c.stop_standby_operator()
+    result.figures["operator_kills_leader_samples"] = watch.samples
+    result.figures["operator_kills_both_leading"] = watch.both
+    result.figures["operator_kills_leader_changes"] = max(0, len(watch.leaders) - 1)
     for name in list(desired):
         c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{name}")
     return result
@@ -483,104 +562,3 @@ def hostile_modules(c: Cluster, profile: Profile) -> Result:
             c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{app}")
         result.figures["hostile_neighbour_failed"] = total_failed
     return result
-
-
-def proc_sample(pid: int) -> tuple[int, int, int] | None:
-    """(RSS KiB, open fds, threads) of `pid`, None if it is gone."""
-    try:
-        rss, threads = parse_proc_status(Path(f"/proc/{pid}/status").read_text())
-        return rss, len(os.listdir(f"/proc/{pid}/fd")), threads
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def soak(c: Cluster, profile: Profile) -> Result:
-    """Steady HTTP load on a 3-replica app while other apps are created, updated and deleted every
-    few seconds, for `soak_seconds`. soak_failed: failed requests of the steady app. Slopes (per
-    minute, least squares over samples every few seconds after a warm-up) of the RSS, open fds and
-    threads of the operator and of the agents (the largest slope of the three), and the number of
-    metric series before and after."""
-    duration = profile.soak_seconds
-    result = Result("soak", goals=[Goal("soak_failed", 0)])
-    ns = c.namespace("chaos-soak")
-    image = c.push("hello-c", "v1", repository="soak")
-    churn_errors: list[str] = []
-    stop = threading.Event()
-
-    created: list[str] = []
-
-    def churn() -> None:
-        alive: list[str] = []
-        for i in range(int(duration / 3) + 1):
-            if stop.wait(3.0):
-                return
-            try:
-                name = f"churn-{i}"
-                c.apply_app(ns, name, hello_spec(image, 1 + i % 2))
-                alive.append(name)
-                created.append(name)
-                if len(alive) > 1:  # an update of the previous one: a new template to roll
-                    c.apply_app(ns, alive[-2], hello_spec(image, 1, env=[{"name": "I", "value": str(i)}]))
-                if len(alive) > 3:
-                    c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{alive.pop(0)}")
-            except Exception as e:  # counted, and the soak goes on
-                churn_errors.append(str(e))
-
-    with loaded_app(c, ns, "steady", hello_spec(image, 3), interval=0.05, max_seconds=duration + 60) as load:
-        series_before = sum(series_count(t) for t in c.scrape().values())
-        churner = threading.Thread(target=churn, name="churn")
-        churner.start()
-        began = time.monotonic()
-        samples: dict[str, list[tuple[float, tuple[int, int, int]]]] = {}
-        warmup = min(20.0, duration / 4)
-        try:
-            while time.monotonic() - began < duration:
-                time.sleep(min(5.0, duration / 20))
-                if time.monotonic() - began < warmup:
-                    continue
-                for name, pid in c.pids().items():
-                    got = proc_sample(pid)
-                    if got is not None:
-                        samples.setdefault(name, []).append((time.monotonic() - began, got))
-        finally:
-            stop.set()
-            churner.join(timeout=30)
-        outcomes = load.stop()
-        series_after = sum(series_count(t) for t in c.scrape().values())
-    result.figures["soak_seconds"] = duration
-    result.figures["soak_requests"] = len(outcomes)
-    result.figures["soak_failed"] = failed(outcomes)
-    if why := causes(outcomes):
-        result.notes.append(f"failures: {why}")
-    result.figures["soak_churn_errors"] = len(churn_errors)
-    for index, what, unit in ((0, "rss", "kib"), (1, "fds", "count"), (2, "threads", "count")):
-        for who in ("operator", "agent"):
-            slopes = [
-                slope_per_minute([(t, float(v[index])) for t, v in points])
-                for name, points in samples.items()
-                if name.startswith(who)
-            ]
-            worst = max(slopes, key=abs) if slopes else None
-            result.figures[f"soak_{who}_{what}_slope_{unit}_per_min"] = worst
-    result.figures["soak_apps_created"] = len(created)
-    result.figures["soak_metric_series_before"] = series_before
-    result.figures["soak_metric_series_after"] = series_after
-    # At most 4 churn apps exist at any time: series that grow with the number of apps ever created
-    # (instead of the number present) are a leak.
-    result.figures["soak_metric_series_per_app_created"] = (series_after - series_before) / max(
-        1, len(created)
-    )
-    for name in [a["metadata"]["name"] for a in c.apps(ns)]:
-        c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{name}")
-    return result
-
-
-SCENARIOS: dict[str, Callable[[Cluster, Profile], Result]] = {
-    "agent_crash": agent_crash,
-    "rolling_update": rolling_update,
-    "operator_kills": operator_kills,
-    "apiserver_restart": apiserver_restart,
-    "registry_down": registry_down,
-    "hostile_modules": hostile_modules,
-    "soak": soak,
-}

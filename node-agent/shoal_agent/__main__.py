@@ -1,147 +1,23 @@
 """shoal-agent: register this node, run its Wasm placements, serve their HTTP triggers.
 
-Start-up: servers up (healthz answers at once), WasmNode + Lease written, placement watch running;
-/readyz turns 200 once both hold. SIGTERM (or SIGINT): /readyz and every trigger request answer 503,
-placements are marked Draining (ready=false), in-flight invocations get `--grace-seconds` to finish,
-guests still running after that are interrupted, the Lease stops being renewed, and the process exits 0
-with no thread or child left behind.
+Start-up, in this order: the warm start serves the HTTP apps this agent served before it stopped,
+from its own disk (warmstart.py), before the heavy imports (the Kubernetes client, the API models,
+aiohttp: about 3 s of a restart); then the agent proper starts (agent.py): servers up (healthz
+answers at once), WasmNode + Lease written, placement watch running; /readyz turns 200 once both
+hold. SIGTERM (or SIGINT): /readyz and every trigger request answer 503, placements are marked
+Draining (ready=false), in-flight invocations get `--grace-seconds` to finish, guests still running
+after that are interrupted, the Lease stops being renewed, and the process exits 0 with no thread or
+child left behind.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 
-from kubernetes_asyncio import client, config
-
-from shoal_oci import ArtifactPuller
-
-from .apps import BindingsListener, TriggerFactory
-from .capabilities import AgentCapabilities, CapabilityHost, ClusterDnsResolver, EndpointSliceResolver
-from .config import AgentConfig, parse_args
-from .metrics import AgentMetrics
-from .placements import AgentContext, PlacementManager
-from .registration import Registration
-from .runtime import EngineSettings, HostFunctionRegistry, WasmRuntime, wasmtime_version
-from .secrets import SecretReader
-from .server import AgentServers
-from .serving import Serving
-
-log = logging.getLogger("shoal_agent")
-
-
-def agent_version() -> str:
-    try:
-        return metadata.version("shoal")
-    except metadata.PackageNotFoundError:
-        return "dev"
-
-
-async def api_client(cfg: AgentConfig) -> client.ApiClient:
-    """--kubeconfig / $KUBECONFIG if given, else in-cluster when in a pod, else ~/.kube/config."""
-    c = client.Configuration()
-    if cfg.kubeconfig:
-        await config.load_kube_config(config_file=cfg.kubeconfig, client_configuration=c)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=c)  # type: ignore[no-untyped-call]
-    else:
-        await config.load_kube_config(client_configuration=c)
-    return client.ApiClient(c)
-
-
-async def run(
-    cfg: AgentConfig,
-    *,
-    stop: asyncio.Event | None = None,
-    api: client.ApiClient | None = None,
-    host_functions: HostFunctionRegistry | None = None,
-    trigger_factories: dict[str, TriggerFactory] | None = None,
-    listeners: Sequence[BindingsListener] = (),
-) -> int:
-    """Run until `stop` is set (or SIGTERM/SIGINT); the plug points are for capability code.
-    `api` lets the caller share its client (the caller then closes it)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
-    metrics = AgentMetrics(cfg.node_name)
-    runtime = WasmRuntime(
-        metrics,
-        cache_dir=cfg.module_cache_dir,
-        settings=EngineSettings(memory_budget_bytes=cfg.memory_budget_bytes),
-        host_functions=host_functions,
-    )
-    serving = Serving(runtime, cluster_domain=cfg.cluster_domain)
-    owns_api = api is None
-    if api is None:
-        api = await api_client(cfg)
-    registration = Registration(api, cfg, wasmtime_version=wasmtime_version(), agent_version=agent_version())
-    ctx = AgentContext(
-        cfg=cfg,
-        api=api,
-        serving=serving,
-        puller=ArtifactPuller(cfg.oci_cache_dir),
-        metrics=metrics,
-        secrets=SecretReader(api),
-        trigger_factories=dict(trigger_factories or {}),
-        listeners=list(listeners),
-    )
-    manager = PlacementManager(ctx, registration.set_placements)
-    servers = AgentServers(
-        serving,
-        metrics,
-        ready_checks=lambda: {
-            "registered": registration.registered and registration.lease_fresh(),
-            "placement watch": manager.watching,
-        },
-        settled=lambda: manager.settled,
-    )
-    try:
-        await servers.start(
-            http_host=cfg.http_host,
-            http_port=cfg.http_port,
-            metrics_host=cfg.metrics_host,
-            metrics_port=cfg.metrics_port,
-        )
-        log.info(
-            "agent for node %s: triggers on %s:%d (advertised %s), metrics on %s:%d, cache %s, "
-            "memory budget %d MiB",
-            cfg.node_name,
-            cfg.http_host,
-            cfg.http_port,
-            cfg.advertise_host,
-            cfg.metrics_host,
-            cfg.metrics_port,
-            cfg.cache_dir,
-            cfg.memory_budget_bytes >> 20,
-        )
-        registration.start()
-        manager.start()
-        await stop.wait()
-        log.info("stopping: draining placements (grace %.1fs)", cfg.grace_seconds)
-        servers.draining = True
-        await manager.shutdown(cfg.grace_seconds)
-        await registration.flush_status()
-    finally:
-        await registration.stop()
-        await servers.stop()
-        if runtime.plane.memory_in_use > 0:
-            log.warning("interrupting guests still running after the grace period")
-        runtime.interrupt()
-        await asyncio.to_thread(runtime.close)
-        if owns_api:
-            await api.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    log.info("stopped")
-    return 0
+from . import warmstart
+from .config import parse_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,37 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_with_capabilities(cfg))
-    return 0
+    warm = warmstart.start(cfg)
+    from .agent import main as run_agent  # the heavy imports, once the warm apps serve
 
-
-async def run_with_capabilities(cfg: AgentConfig) -> int:
-    """The agent as shipped: Redis/SQL host functions and the Redis pub/sub trigger plugged in.
-
-    Dependencies are found through their Services' EndpointSlices (DNS when a Service has none),
-    re-resolved every few seconds and right after a connection failure.
-    """
-    api = await api_client(cfg)
-    resolver = EndpointSliceResolver(api, fallback=ClusterDnsResolver(cluster_domain=cfg.cluster_domain))
-    caps = AgentCapabilities(CapabilityHost(resolver=resolver, secrets=SecretReader(api)))
-    refresher = asyncio.create_task(
-        caps.host.keep_fresh(interval_s=resolver.ttl_s), name="dependency-refresh"
-    )
-    try:
-        return await run(
-            cfg,
-            api=api,
-            host_functions=caps.host.registry(),
-            trigger_factories={"redis": caps.redis_trigger},
-            listeners=[caps],
-        )
-    finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
-        await asyncio.to_thread(caps.host.close)
-        await api.close()
+    return run_agent(cfg, warm)
 
 
 if __name__ == "__main__":

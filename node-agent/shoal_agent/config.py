@@ -58,6 +58,11 @@ class AgentConfig:
     def module_cache_dir(self) -> Path:
         return self.cache_dir / "modules"
 
+    @property
+    def checkpoint_path(self) -> Path:
+        """What this agent serves, for its next warm start (checkpoint.py)."""
+        return self.cache_dir / "serving.json"
+
 
 def default_cache_dir(node: str, env: Mapping[str, str]) -> Path:
     """${SHOAL_CACHE:-~/.cache/shoal}/agent/<node>: per node, so two agents on one host do not share."""

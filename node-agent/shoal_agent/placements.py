@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 RETRY = Backoff(first=2.0, cap=60.0)
 STATUS_FLUSH_SECONDS = 3.0
+ROUTE_LINGER_SECONDS = 2.0
+"""A deleted placement's HTTP routes serve this long before they go (see `PlacementWorker.drain`)."""
 
 
 @dataclass
@@ -258,7 +260,9 @@ class PlacementWorker:
             for listener in ctx.listeners:
                 await listener.bind(bindings)
                 bound.append(listener)
-            loaded = await ctx.serving.load(app_spec, wasm, pulled.module_digest)
+            # No Secret value goes to the warm-start checkpoint: such apps get no source.
+            source = pulled.module_path if all(v.value is not None for v in spec.env) else None
+            loaded = await ctx.serving.load(app_spec, wasm, pulled.module_digest, source=source)
         except BaseException:
             for listener in bound:
                 with contextlib.suppress(Exception):
@@ -370,14 +374,18 @@ class PlacementWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def drain(self, *, reason: str, grace: float, write_status: bool) -> None:
-        """Stop routing new requests to this placement, wait for in-flight ones, unload."""
+    async def drain(self, *, reason: str, grace: float, write_status: bool, linger: float = 0.0) -> None:
+        """Stop routing new requests to this placement, wait for in-flight ones, unload. `linger`:
+        keep serving that long first, while the address leaves the EndpointSlices and the clients'
+        routes (as a pod's preStop sleep does): unmounting at once answered 404s meanwhile."""
         await self._cancel_work()
         if write_status:
             self._set("Draining", False, reason)
         active, self.active = self.active, None
         if active is not None:
-            self.ctx.serving.unmount(self.namespace, self.app)
+            if linger > 0 and self.ctx.serving.mounted(self.namespace, self.app) is active.loaded:
+                await asyncio.sleep(linger)
+            self.ctx.serving.unmount(self.namespace, self.app, only=active.loaded)
             await self._retire(active, grace)
         for task in list(self._retiring):
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -498,7 +506,10 @@ class PlacementManager:
 
     async def _drain_and_forget(self, worker: PlacementWorker, *, deleting: bool) -> None:
         await worker.drain(
-            reason="placement is being deleted", grace=self.ctx.cfg.grace_seconds, write_status=deleting
+            reason="placement is being deleted",
+            grace=self.ctx.cfg.grace_seconds,
+            write_status=deleting,
+            linger=ROUTE_LINGER_SECONDS,
         )
         # Unless the app came back meanwhile (a new worker now owns its series).
         if not any(w.namespace == worker.namespace and w.app == worker.app for w in self.workers.values()):

@@ -109,7 +109,8 @@ class AgentServers:
         await runner.setup()
         await web.TCPSite(runner, metrics_host, metrics_port).start()
         self._runners.append(runner)
-        self.serving.listen(http_host, http_port)
+        if self.serving.port is None:  # the warm start may listen already
+            self.serving.listen(http_host, http_port)
 
     async def stop(self) -> None:
         self.serving.stop_listening()

@@ -14,7 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
-HARD_ZERO = ("operator_kills_duplicates", "operator_kills_lost")
+HARD_ZERO = (
+    "operator_kills_duplicates",
+    "operator_kills_lost",
+    "operator_kills_both_leading",
+    "deps_accepted_not_counted",
+)
 
 
 def figures(output: str) -> dict[str, str]:
@@ -37,7 +42,14 @@ def test_short_chaos_suite(tmp_path: Path) -> None:
     print(done.stdout)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     found = figures(done.stdout)
-    for name in ("agent_crash_withdrawn_s", "agent_restart_serving_s", "agent_crash_failed"):
+    for name in (
+        "agent_crash_withdrawn_s",
+        "agent_restart_serving_s",
+        "agent_crash_failed",
+        "drain_dropped",
+        "deps_clicks_lost",
+        "soak_clicks_stored",
+    ):
         assert name in found, f"{name} not printed"
     for name in HARD_ZERO:
         if name in found:

@@ -208,3 +208,20 @@ def test_draining_answers_503_and_closes(serving: tuple[Serving, Client], exampl
     assert status == 503 and headers["connection"] == "close" and "shutting down" in body
     s.set_draining(False)
     assert c.get("/d")[0] == 200
+
+
+def test_a_draining_version_unmounts_only_itself(
+    serving: tuple[Serving, Client], example_guests: Path
+) -> None:
+    """A placement drains (lingering) while a new placement of the same app mounts its version: the
+    old one's unmount must not take the new one's routes."""
+    s, c = serving
+    old = load(s, example_guests, "hello-c", "app")
+    s.mount_http(old, "/app")
+    assert s.mounted("ns", "app") is old
+    new = load(s, example_guests, "hello-c", "app", env={"V": "2"})
+    s.mount_http(new, "/app")
+    s.unmount("ns", "app", only=old)
+    assert s.mounted("ns", "app") is new and c.get("/app")[0] == 200
+    s.unmount("ns", "app", only=new)
+    assert s.mounted("ns", "app") is None and c.get("/app")[0] == 404

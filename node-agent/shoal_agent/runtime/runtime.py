@@ -70,6 +70,12 @@ class WasmRuntime:
         self._compilers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="shoal-compile")
         self._apps: dict[tuple[str, str], LoadedApp] = {}
 
+    def use_host_functions(self, host_functions: HostFunctionRegistry) -> None:
+        """Serve host calls from `host_functions` from now on (apps loaded before link none of the
+        old registry's functions: the warm start loads only apps without dependencies)."""
+        self.host_functions = host_functions
+        self.plane.set_host(host_functions.dispatch, host_functions.new_state)
+
     def load_app(self, spec: AppSpec, wasm: bytes, digest: str | None = None) -> LoadedApp:
         """Compile (or load from cache), link and pre-instantiate; raises LoadError subclasses."""
         actual = sha256_digest(wasm)

@@ -73,6 +73,13 @@ class HttpRouter:
     def remove_app(self, namespace: str, app: str) -> None:
         self._routes = [(r, t) for r, t in self._routes if (t.namespace, t.app) != (namespace, app)]
 
+    def mounted(self, namespace: str, app: str) -> LoadedApp | None:
+        """The version behind the app's routes (one per app: a mount replaces the previous)."""
+        for _, target in self._routes:
+            if (target.namespace, target.app) == (namespace, app):
+                return target.loaded
+        return None
+
     def match(self, host: str, path: str) -> tuple[HttpRoute, HttpTarget] | None:
         hostname = host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
         for route, target in self._routes:

@@ -1,0 +1,171 @@
+"""Is the operator's RSS growth under churn a leak? `python -m chaos.leakprobe [--minutes N]`
+
+Runs the chaos cluster, replaces its operator with the same operator started under tracemalloc (a
+wrapper: `python -c ... runpy.run_module("shoal_operator")`, nothing in the operator changes), churns
+apps as the soak does, and every `--every` seconds has the operator write (on SIGUSR1) its Python
+heap by allocation site and its live objects by type. Prints the sites and types that grew from the
+first sample after the warm-up to the last, and the RSS and traced-heap slopes. Growth that keeps
+pace with the churn is a leak; a heap that levels off while RSS creeps is the allocator, not us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from chaos.cluster import APPS, chaos_cluster
+from chaos.figures import slope_per_minute
+from chaos.scenarios import hello_spec
+from chaos.soak import proc_sample
+from localcluster.processes import spawn, stop, wait_until
+
+WRAPPER = r"""
+import gc, json, os, runpy, signal, sys, tracemalloc, collections
+import shoal_operator.__main__  # imported untraced: tracing the imports would only slow them down
+trace = os.environ.get("LEAKPROBE_TRACE") == "1"
+if trace:
+    tracemalloc.start(8)
+out = os.environ["LEAKPROBE_OUT"]
+n = [0]
+def dump(*_):
+    gc.collect()
+    sites = {}
+    snap = tracemalloc.take_snapshot() if trace else None
+    for stat in snap.statistics("traceback") if snap else []:
+        frames = stat.traceback[:6]
+        key = " <- ".join(f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno}" for f in frames)
+        sites[key] = [stat.size, stat.count]
+    types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    traced = tracemalloc.get_traced_memory()[0] if trace else 0
+    with open(f"{out}/{n[0]:04d}.json", "w") as f:
+        blocks = sys.getallocatedblocks()
+        json.dump({"traced": traced, "blocks": blocks, "sites": sites, "types": dict(types)}, f)
+    n[0] += 1
+signal.signal(signal.SIGUSR1, dump)
+sys.argv = ["shoal_operator", *sys.argv[1:]]
+runpy.run_module("shoal_operator", run_name="__main__", alter_sys=True)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos.leakprobe", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--every", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=60.0)
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="tracemalloc allocation sites (its own memory makes RSS meaningless)",
+    )
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="shoal-leakprobe-") as tmp, chaos_cluster(Path(tmp)) as c:
+        dumps = Path(tmp) / "dumps"
+        dumps.mkdir()
+        op = c.shoal.operator
+        assert op is not None and op.proc is not None
+        stop(op.proc, timeout=20)
+        rel = c.release
+        proc = spawn(
+            "shoal-operator-leakprobe",
+            [
+                sys.executable, "-c", WRAPPER,
+                f"--agent-namespace={rel.namespace}", f"--lease-namespace={rel.namespace}",
+                f"--identity={op.pod.name}", "--metrics-host=127.0.0.1", f"--metrics-port={op.metrics_port}",
+            ],
+            log_dir=Path(os.environ.get("LEAKPROBE_LOGS", tmp)),
+            env={"KUBECONFIG": str(op.kubeconfig), "PYTHONUNBUFFERED": "1", "POD_NAMESPACE": rel.namespace,
+                 "LEAKPROBE_OUT": str(dumps), "LEAKPROBE_TRACE": "1" if args.trace else "0"},
+        )  # fmt: skip
+        op.proc = proc
+        from chaos.load import get_text
+
+        wait_until(
+            lambda: bool(get_text(("127.0.0.1", op.metrics_port), "/metrics")), what="operator", timeout=300
+        )
+        ns = c.namespace("leakprobe")
+        image = c.push("hello-c", "v1", repository="leakprobe")
+        stopping = threading.Event()
+
+        def churn() -> None:
+            alive: list[str] = []
+            for i in range(int(args.minutes * 20) + 1):
+                if stopping.wait(3.0):
+                    return
+                name = f"churn-{i}"
+                c.apply_app(ns, name, hello_spec(image, 1 + i % 2))
+                alive.append(name)
+                if len(alive) > 1:
+                    c.apply_app(ns, alive[-2], hello_spec(image, 1, env=[{"name": "I", "value": str(i)}]))
+                if len(alive) > 3:
+                    c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{alive.pop(0)}")
+
+        churner = threading.Thread(target=churn)
+        churner.start()
+        began = time.monotonic()
+        rss: list[tuple[float, float]] = []
+        signalled: list[float] = []
+        traced: list[tuple[float, float]] = []
+        try:
+            next_dump = began + args.warmup
+            while time.monotonic() - began < args.minutes * 60:
+                time.sleep(1.0)
+                sample = proc_sample(proc.pid)
+                if sample is not None and time.monotonic() - began >= args.warmup:
+                    rss.append((time.monotonic() - began, float(sample[0])))
+                if time.monotonic() >= next_dump:
+                    os.kill(proc.pid, signal.SIGUSR1)
+                    signalled.append(time.monotonic() - began)
+                    next_dump += args.every
+        finally:
+            stopping.set()
+            churner.join(timeout=30)
+        time.sleep(3.0)
+        files = sorted(dumps.glob("*.json"))
+        docs = [json.loads(f.read_text()) for f in files]
+        for d, at in zip(docs, signalled, strict=False):  # a dump answers the signal sent before it
+            d["at"] = at
+        blocks: list[tuple[float, float]] = []
+        for d in docs:
+            traced.append((d["at"], d["traced"] / 1024))
+            blocks.append((d["at"], float(d["blocks"])))
+        print(f"dumps={len(docs)}")
+        print(f"operator_rss_slope_kib_per_min={slope_per_minute(rss):.1f}")
+        print(f"operator_traced_heap_slope_kib_per_min={slope_per_minute(traced):.1f}")
+        print(f"operator_pymalloc_blocks_slope_per_min={slope_per_minute(blocks):.1f}")
+        print("pymalloc blocks: " + " ".join(f"{t:.0f}s={b:.0f}" for t, b in blocks))
+        print("rss kib: " + " ".join(f"{t:.0f}s={v:.0f}" for t, v in rss[:: max(1, len(rss) // 12)]))
+        if len(docs) >= 2:
+            first, last = docs[0], docs[-1]
+            print(
+                f"traced_first_kib={first['traced'] / 1024:.0f} traced_last_kib={last['traced'] / 1024:.0f}"
+            )
+            grew = sorted(
+                ((v[0] - first["sites"].get(k, [0, 0])[0], v[1] - first["sites"].get(k, [0, 0])[1], k)
+                 for k, v in last["sites"].items()),
+                reverse=True,
+            )  # fmt: skip
+            print("top growing allocation sites (bytes, blocks):")
+            for size, count, key in grew[:15]:
+                print(f"  {size:+9d} B {count:+6d}  {key}")
+            types = sorted(
+                ((n - first["types"].get(t, 0), t) for t, n in last["types"].items()), reverse=True
+            )
+            print("top growing object types:")
+            for n, t in types[:15]:
+                print(f"  {n:+7d}  {t}")
+        stop(proc, timeout=20)
+        op.proc = None
+        for a in c.apps(ns):
+            c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{a['metadata']['name']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
