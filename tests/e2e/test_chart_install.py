@@ -182,7 +182,7 @@ def test_job_runs_to_completion(deployed: LocalShoal) -> None:
     plane = deployed.release.plane
     (placement,) = examples.placements(plane, NS, "countdown")
     status = placement["status"]
-    assert (status["state"], status["exitCode"], status["attempts"]) == ("Ready", 0, 1), status
+    assert (status["state"], status["exitCode"], status["attempts"]) == ("Succeeded", 0, 1), status
     assert "arg[2]=liftoff" in status["output"]
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in status["conditions"])
 
