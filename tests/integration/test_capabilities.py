@@ -32,7 +32,7 @@ from shoal_agent.runtime import (
 from shoal_agent.triggers.redis_pubsub import BackoffPolicy, RedisPubSubTrigger
 from shoal_api.wasmapp import RedisTrigger
 from shoal_api.wasmplacement import DependencyEndpoint, ServiceEndpoint
-from tests.harness.servers import MariaDbServer, RedisServer, available
+from tests.harness.servers import MariaDbServer, RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -71,23 +71,6 @@ def guests(example_guests: Path) -> Path:
     if shutil.which("go") is None:
         pytest.skip("go is needed to build the capability guests")
     return example_guests
-
-
-@pytest.fixture(scope="module")
-def servers_ok() -> None:
-    reason = available()
-    if reason:
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def redis_server(servers_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
