@@ -43,9 +43,9 @@ def deploy_component(
     testnet: TestNet,
 ) -> Callable[..., tuple[str, int]]:
     """Push a component guest, apply it as an HTTP WasmApp `comp` on /c (plus `extra` spec fields),
-    wait until it is Ready, and return its endpoint's address."""
+    wait until it is Ready (after `first`, say its dependency pod serving), and return its endpoint."""
 
-    def deploy(guest: str, **extra: Any) -> tuple[str, int]:
+    def deploy(guest: str, first: Callable[[], object] | None = None, **extra: Any) -> tuple[str, int]:
         image = f"{oci_registry.address}/net-e2e/{guest}:v1"
         push_wasm(image, component_guests / f"{guest}.wasm", WasmFormat.WASM_ARTIFACT)
         ns = net_namespace
@@ -62,6 +62,8 @@ def deploy_component(
                 **extra,
             },
         )
+        if first is not None:
+            first()
         eventually(lambda: is_ready(net_kube, ns, "comp"), within=120, what=f"{guest} Ready")
         (address,) = eventually(
             lambda: slice_addresses(net_kube, ns, "comp"), within=30, what="an endpoint in the slices"
@@ -147,8 +149,15 @@ def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
             "data": {"greeting": base64.b64encode(b"Hello from a Secret").decode()},
         },
     )
+
+    def redis_serving() -> str:
+        # The operator's Redis for dependency `cache` of app `comp`, at the pod IP the cluster gave
+        # it (a dependency pod waits on the PV controller and kube-scheduler: up to minutes here).
+        return dependency_servers.wait_serving(namespace=ns, pod="comp-cache-0", timeout=240).ip
+
     address = deploy_component(
         "spin-counter-py",
+        first=redis_serving,
         dependencies=[{"name": "cache", "redis": {}}],
         variables=[
             {"name": "greeting", "valueFrom": {"secretKeyRef": {"name": "spin-vars", "key": "greeting"}}}
@@ -156,9 +165,7 @@ def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
     )
     for n in (1, 2, 3):
         assert http_get(address, "/c") == (200, f"Hello from a Secret, request {n}\n")
-    # The operator's Redis for dependency `cache` of app `comp`, at the pod IP the cluster gave it.
-    ip = dependency_servers.wait_serving(namespace=ns, pod="comp-cache-0", timeout=180).ip
-    client = redis.Redis(host=ip, port=6379, socket_timeout=2)
+    client = redis.Redis(host=redis_serving(), port=6379, socket_timeout=2)
     try:
         assert client.get(f"{ns}/comp:requests") == b"3"
     finally:

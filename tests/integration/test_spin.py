@@ -1,6 +1,7 @@
 """A Spin HTTP app (spin-sdk 3.4.1, componentize-py) through the data plane: `fermyon:spin/variables`
-from the app's variables, `fermyon:spin/key-value`'s default store in a real redis-server under the
-app's key space, and a Spin interface Shoal lacks (LLM) that loads and traps when called."""
+from the app's variables, `fermyon:spin/key-value`'s default store and `fermyon:spin/redis` in a real
+redis-server under the app's key space, and a Spin interface Shoal lacks (LLM) that loads and traps
+when called."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ async def test_a_spin_app_counts_in_redis_and_reads_its_variable(
         assert app.kind == "proxy"
         # Loaded although it imports Spin interfaces Shoal lacks; they are listed.
         assert "fermyon:spin/llm@2.0.0" in app.unimplemented
-        assert not any("variables" in i or "key-value" in i for i in app.unimplemented)
+        assert not any(
+            i.startswith(("fermyon:spin/variables", "fermyon:spin/key-value")) for i in app.unimplemented
+        )
+        assert not any(i.startswith("fermyon:spin/redis@") for i in app.unimplemented)
         serving = Serving(rt)
         port = serving.listen("127.0.0.1", 0)
         try:
@@ -63,6 +67,10 @@ async def test_a_spin_app_counts_in_redis_and_reads_its_variable(
                 assert get(port, "/counter") == (200, f"Hello from Spin, request {n}\n")
             # The key lives in the app's key space, where shoal:redis would put it.
             assert client.get(f"{NS}/counter:requests") == b"3"
+            # Spin's Redis interface, to the declared dependency only, in the same key space.
+            assert get(port, "/counter/redis") == (200, "redis hits 1 ['/counter/redis']\n")
+            assert get(port, "/counter/redis") == (200, "redis hits 2 ['/counter/redis']\n")
+            assert client.get(f"{NS}/counter:hits") == b"2"
             status, body = get(port, "/counter/llm")
             assert status == 500, body
             assert "fermyon:spin/llm@2.0.0" in body and "not implemented" in body, body

@@ -1,14 +1,16 @@
 //! Spin's host interfaces for Spin apps (spin-sdk 3.x components): `fermyon:spin/variables@2.0.0`
 //! from the WasmApp's `variables` (resolved by the agent, Secrets and ConfigMaps included) and
 //! `fermyon:spin/key-value@2.0.0`, whose `default` store is the app's Redis dependency with keys
-//! namespaced per app as `shoal:redis` does (the agent's Python capability code does the Redis
-//! calls, through the same pools and key spaces as the core-module host ABI). Every other Spin
-//! import is stubbed by `stub_absent`: the component loads, and a call traps naming the interface.
+//! namespaced per app as `shoal:redis` does, and `fermyon:spin/redis@2.0.0` to the app's declared
+//! Redis dependencies only (`redis://<dependency>`; same keys; `execute` refused). The agent's
+//! Python capability code does the Redis calls, through the same pools and key spaces as the
+//! core-module host ABI. Every other Spin import is stubbed by `stub_absent`: the component
+//! loads, and a call traps naming the interface.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyLookupError;
+use pyo3::exceptions::{PyLookupError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use wasmtime::component::types::{ComponentInstance, ComponentItem};
@@ -20,10 +22,14 @@ use crate::component::CGuest;
 wasmtime::component::bindgen!({
     path: "wit/spin",
     world: "fermyon:spin/shoal-host",
-    with: { "fermyon:spin/key-value.store": KvStore },
+    with: {
+        "fermyon:spin/key-value.store": KvStore,
+        "fermyon:spin/redis.connection": RedisConn,
+    },
 });
 
 use fermyon::spin::key_value::{self, Error as KvError};
+use fermyon::spin::redis::{self, Error as RedisError, RedisParameter, RedisResult};
 use fermyon::spin::variables::{self, Error as VarError};
 
 /// What an app's Spin imports see: its variables and the agent's backend for stores.
@@ -41,8 +47,17 @@ pub struct KvStore {
     label: String,
 }
 
+/// A Redis connection of `fermyon:spin/redis`: the app's Redis dependency it names.
+pub struct RedisConn {
+    dependency: String,
+}
+
 /// Interfaces Shoal implements (the linker matches a 2.0.x import to them).
-const IMPLEMENTED: [&str; 2] = ["fermyon:spin/variables@2.0", "fermyon:spin/key-value@2.0"];
+const IMPLEMENTED: [&str; 3] = [
+    "fermyon:spin/variables@2.0",
+    "fermyon:spin/key-value@2.0",
+    "fermyon:spin/redis@2.0",
+];
 
 /// Packages whose interfaces Spin hosts provide; an import from them that Shoal lacks is stubbed.
 /// WASI's own interfaces (cli, http, io, ...) never are: a missing one fails the load, as it should.
@@ -106,9 +121,11 @@ fn stub_instance(
     Ok(())
 }
 
-/// Why a backend call failed: the store is unknown, or something else (its message).
+/// Why a backend call failed: the store or dependency is unknown (LookupError), a value has the
+/// wrong type (TypeError), or something else (its message).
 enum Failure {
     NoSuchStore,
+    Type,
     Other(String),
 }
 
@@ -139,6 +156,8 @@ impl SpinApp {
                 out.map_err(|e| {
                     if e.is_instance_of::<PyLookupError>(py) {
                         Failure::NoSuchStore
+                    } else if e.is_instance_of::<PyTypeError>(py) {
+                        Failure::Type
                     } else {
                         Failure::Other(e.value(py).to_string())
                     }
@@ -151,7 +170,16 @@ impl SpinApp {
 fn kv_error(f: Failure) -> KvError {
     match f {
         Failure::NoSuchStore => KvError::NoSuchStore,
+        Failure::Type => KvError::Other("wrong type".into()),
         Failure::Other(m) => KvError::Other(m),
+    }
+}
+
+fn redis_error(f: Failure) -> RedisError {
+    match f {
+        Failure::NoSuchStore => RedisError::InvalidAddress,
+        Failure::Type => RedisError::TypeError,
+        Failure::Other(m) => RedisError::Other(m),
     }
 }
 
@@ -250,7 +278,140 @@ impl key_value::HostStore for CGuest {
     }
 }
 
+impl redis::Host for CGuest {}
+
+impl redis::HostConnection for CGuest {
+    /// `address` names one of the app's Redis dependencies: `redis://<dependency>` (the agent
+    /// resolves where it is; any other host is InvalidAddress).
+    fn open(&mut self, address: String) -> std::result::Result<Resource<RedisConn>, RedisError> {
+        let dependency = self
+            .spin
+            .call("redis.open", (address,), |v| v.extract::<String>())
+            .map_err(redis_error)?;
+        self.table
+            .push(RedisConn { dependency })
+            .map_err(|e| RedisError::Other(e.to_string()))
+    }
+
+    fn publish(
+        &mut self,
+        conn: Resource<RedisConn>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> std::result::Result<(), RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.publish", (dep, channel, payload), |_| Ok(()))
+            .map_err(redis_error)
+    }
+
+    fn get(
+        &mut self,
+        conn: Resource<RedisConn>,
+        key: String,
+    ) -> std::result::Result<Option<Vec<u8>>, RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.get", (dep, key), as_bytes)
+            .map_err(redis_error)
+    }
+
+    fn set(
+        &mut self,
+        conn: Resource<RedisConn>,
+        key: String,
+        value: Vec<u8>,
+    ) -> std::result::Result<(), RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.set", (dep, key, value), |_| Ok(()))
+            .map_err(redis_error)
+    }
+
+    fn incr(
+        &mut self,
+        conn: Resource<RedisConn>,
+        key: String,
+    ) -> std::result::Result<i64, RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.incr", (dep, key), |v| v.extract::<i64>())
+            .map_err(redis_error)
+    }
+
+    fn del(
+        &mut self,
+        conn: Resource<RedisConn>,
+        keys: Vec<String>,
+    ) -> std::result::Result<u32, RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.del", (dep, keys), |v| v.extract::<u32>())
+            .map_err(redis_error)
+    }
+
+    fn sadd(
+        &mut self,
+        conn: Resource<RedisConn>,
+        key: String,
+        values: Vec<String>,
+    ) -> std::result::Result<u32, RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.sadd", (dep, key, values), |v| v.extract::<u32>())
+            .map_err(redis_error)
+    }
+
+    fn smembers(
+        &mut self,
+        conn: Resource<RedisConn>,
+        key: String,
+    ) -> std::result::Result<Vec<String>, RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.smembers", (dep, key), |v| v.extract::<Vec<String>>())
+            .map_err(redis_error)
+    }
+
+    fn srem(
+        &mut self,
+        conn: Resource<RedisConn>,
+        key: String,
+        values: Vec<String>,
+    ) -> std::result::Result<u32, RedisError> {
+        let dep = self.dependency(&conn)?;
+        self.spin
+            .call("redis.srem", (dep, key, values), |v| v.extract::<u32>())
+            .map_err(redis_error)
+    }
+
+    /// Refused: an arbitrary command's keys cannot be put into the app's key space.
+    fn execute(
+        &mut self,
+        _conn: Resource<RedisConn>,
+        command: String,
+        _arguments: Vec<RedisParameter>,
+    ) -> std::result::Result<Vec<RedisResult>, RedisError> {
+        Err(RedisError::Other(format!(
+            "execute({command}) is not supported by Shoal: its keys could not be kept in the \
+             app's key space; use the typed functions"
+        )))
+    }
+
+    fn drop(&mut self, conn: Resource<RedisConn>) -> Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
 impl CGuest {
+    fn dependency(&self, conn: &Resource<RedisConn>) -> std::result::Result<String, RedisError> {
+        self.table
+            .get(conn)
+            .map(|c| c.dependency.clone())
+            .map_err(|e| RedisError::Other(e.to_string()))
+    }
+
     fn label(&self, store: &Resource<KvStore>) -> std::result::Result<String, KvError> {
         self.table
             .get(store)
@@ -267,7 +428,7 @@ mod tests {
     fn only_absent_spin_interfaces_are_stubbed() {
         for absent in [
             "fermyon:spin/llm@2.0.0",
-            "fermyon:spin/redis@2.0.0",
+            "fermyon:spin/mysql@2.0.0",
             "fermyon:spin/variables@3.0.0",
             "spin:postgres/postgres@4.0.0",
             "wasi:keyvalue/store@0.2.0-draft2",
@@ -278,6 +439,7 @@ mod tests {
         for present in [
             "fermyon:spin/variables@2.0.0",
             "fermyon:spin/key-value@2.0.0",
+            "fermyon:spin/redis@2.0.0",
             "wasi:http/types@0.2.0",
             "wasi:cli/environment@0.2.0",
         ] {
