@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +17,7 @@ import redis
 from localcluster.depservers import DependencyServers
 from localcluster.registry import Registry
 from localcluster.testnet import TestNet
+from localcluster.whiskers import static_volume
 from shoal_agent.oci import WasmFormat, push_wasm
 from tests.conftest import Upstream
 from tests.harness.agentproc import AgentProcess
@@ -133,9 +134,25 @@ def test_outbound_http_is_allowed_only_to_listed_hosts(
     assert counted >= 2, counted
 
 
+@pytest.fixture
+def redis_volume(net_kube: KubeHttp, net_namespace: str, tmp_path: Path) -> Iterator[None]:
+    """The PersistentVolume an admin would make for the claim of app `comp`'s Redis (no provisioner
+    here), pre-bound to it; deleted afterwards."""
+    claim = "data-comp-cache-0"
+    name = f"{net_namespace}-{claim}"
+    net_kube.request(
+        "POST", "/api/v1/persistentvolumes", static_volume(name, net_namespace, claim, str(tmp_path))
+    )
+    try:
+        yield
+    finally:
+        net_kube.delete(f"/api/v1/persistentvolumes/{name}")
+
+
 def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
     deploy_component: Callable[..., tuple[str, int]],
     dependency_servers: DependencyServers,
+    redis_volume: None,
     net_kube: KubeHttp,
     net_namespace: str,
 ) -> None:
