@@ -12,7 +12,7 @@ crate=node-agent/dataplane
 cache=${SHOAL_CACHE:-$HOME/.cache/shoal}
 export CARGO_TARGET_DIR=$cache/cargo
 stamp=.venv/.shoal-dataplane
-sources=$( (cd "$crate" && cat Cargo.toml Cargo.lock pyproject.toml shoal_dataplane.pyi $(find src -type f | sort)) | sha256sum | cut -c1-16)
+sources=$( (cd "$crate" && cat Cargo.toml Cargo.lock pyproject.toml shoal_dataplane.pyi $(find src wit -type f | sort)) | sha256sum | cut -c1-16)
 if [[ -f $stamp && $(cat "$stamp") == "$sources" ]] && .venv/bin/python -c 'import shoal_dataplane' 2>/dev/null; then
   log "native data plane: up to date"
   exit 0

@@ -5,13 +5,17 @@ Every server a fixture starts is stopped by PID when the fixture ends, passing o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from kubernetes_asyncio import client, config
 
 from harness.clusters import control_plane_at
 from localcluster.controlplane import ControlPlane
+from localcluster.processes import Proc, free_port, spawn, stop, wait_until
 from localcluster.registry import Registry
 from localcluster.tools import tool
 
@@ -122,3 +127,45 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
         yield registry
     finally:
         registry.stop()
+
+
+@dataclass
+class Upstream:
+    """A plain HTTP server on loopback (Python's http.server over a directory), an outbound target."""
+
+    proc: Proc
+    port: int
+
+    def paths(self) -> list[str]:
+        """The paths it was asked for, from its access log (`"GET /x HTTP/1.1" 200 -`)."""
+        return re.findall(r'"[A-Z]+ (\S+) HTTP/1\.[01]"', Path(self.proc.log).read_text(errors="replace"))
+
+
+@pytest.fixture
+def upstream_http(tmp_path: Path) -> Iterator[Callable[[str], Upstream]]:
+    """Start loopback HTTP servers serving `hello.txt` (`hello from <name>`); all stopped by PID."""
+    started: list[Upstream] = []
+
+    def start(name: str) -> Upstream:
+        root = tmp_path / f"upstream-{name}"
+        root.mkdir()
+        (root / "hello.txt").write_text(f"hello from {name}")
+        port = free_port()
+        argv = [sys.executable, "-u", "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(root)]
+        proc = spawn(f"upstream-{name}", argv, log_dir=tmp_path)
+        up = Upstream(proc, port)
+        started.append(up)
+
+        def answers() -> bool:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+            return False
+
+        wait_until(answers, what=f"upstream {name} on port {port}", timeout=15, proc=proc)
+        return up
+
+    try:
+        yield start
+    finally:
+        for up in started:
+            stop(up.proc)

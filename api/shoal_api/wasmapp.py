@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shoal_api.cel import list_map, list_set, object_default, rules
 from shoal_api.constants import WASMAPP_KIND, WASMAPP_PLURAL
+from shoal_api.egress import ALLOWED_HOST_PATTERN, parse_allowed_host
 from shoal_api.meta import (
     DNS_LABEL_MAX,
     DNS_LABEL_PATTERN,
@@ -38,9 +39,11 @@ MAX_TIMEOUT = "1h"
 MAX_ENV = 64
 MAX_DEPENDENCIES = 16
 DEFAULT_ENTRYPOINT = "_start"
+MAX_OUTBOUND_HOSTS = 32
 
 Quantity = Annotated[str, Field(max_length=64, pattern=QUANTITY_PATTERN)]
 Duration = Annotated[str, Field(max_length=64, pattern=DURATION_PATTERN)]
+AllowedHostPattern = Annotated[str, Field(min_length=1, max_length=300, pattern=ALLOWED_HOST_PATTERN)]
 DnsLabel = Annotated[str, Field(min_length=1, max_length=DNS_LABEL_MAX, pattern=DNS_LABEL_PATTERN)]
 DnsSubdomain = Annotated[
     str, Field(min_length=1, max_length=DNS_SUBDOMAIN_MAX, pattern=DNS_SUBDOMAIN_PATTERN)
@@ -264,6 +267,13 @@ class EnvVar(KubeModel):
         return self
 
 
+class Variable(EnvVar):
+    """A Spin application variable (`fermyon:spin/variables`): a literal or a Secret/ConfigMap key."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[a-z][a-z0-9_]*$")
+    """Variable name as the app asks for it (Spin's rule: lower-case letters, digits, `_`)."""
+
+
 # --- dependencies -------------------------------------------------------------------------------
 
 
@@ -429,6 +439,23 @@ class Capabilities(KubeModel):
         default_factory=list, max_length=16, json_schema_extra=list_set()
     )
     """Apps (same namespace) that may read this app's Redis keys."""
+    allowed_outbound_hosts: list[AllowedHostPattern] = Field(
+        default_factory=list, max_length=MAX_OUTBOUND_HOSTS, json_schema_extra=list_set()
+    )
+    """Where a component may send outbound HTTP (`wasi:http/outgoing-handler`); nowhere when empty.
+    Spin's patterns: `https://api.example.com`, `http://*.svc.cluster.local:8080`, `*://*:*`; the
+    port defaults to the scheme's. Checked against the address the agent resolves (never the Host
+    header); loopback, link-local and the cloud metadata address (169.254.169.254) are reachable only
+    through a pattern that names that address as an IP literal (`http://127.0.0.1:8080`). Refused
+    calls fail in the guest (`HTTP-request-denied` or `destination-IP-prohibited`) and are counted in
+    `shoal_outbound_http_denied_total`."""
+
+    @field_validator("allowed_outbound_hosts")
+    @classmethod
+    def _parse_hosts(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            parse_allowed_host(pattern)
+        return patterns
 
 
 # --- spec & status ------------------------------------------------------------------------------
@@ -454,6 +481,11 @@ class WasmAppSpec(KubeModel):
     resources: Resources = Field(default_factory=Resources, json_schema_extra=object_default())
     env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV, json_schema_extra=list_map("name"))
     """Environment variables of every instance (WASI env); values or Secret/ConfigMap keys."""
+    variables: list[Variable] = Field(
+        default_factory=list, max_length=MAX_ENV, json_schema_extra=list_map("name")
+    )
+    """Spin app variables (`fermyon:spin/variables@2.0.0`), read by Spin apps with
+    `spin_sdk.variables.get(name)`; literal values or Secret/ConfigMap keys."""
     dependencies: list[Dependency] = Field(
         default_factory=list, max_length=MAX_DEPENDENCIES, json_schema_extra=list_map("name")
     )
@@ -468,10 +500,11 @@ class WasmAppSpec(KubeModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate dependency names: {', '.join(duplicates)}")
-        env_names = [e.name for e in self.env]
-        duplicates = sorted({n for n in env_names if env_names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate env names: {', '.join(duplicates)}")
+        for what, entries in (("env", self.env), ("variable", self.variables)):
+            entry_names = [e.name for e in entries]
+            duplicates = sorted({n for n in entry_names if entry_names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {what} names: {', '.join(duplicates)}")
         redis = self.trigger.redis
         if redis is not None:
             dep = self.dependency(redis.dependency)

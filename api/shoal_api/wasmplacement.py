@@ -24,7 +24,15 @@ from shoal_api.meta import (
     KubeTime,
     LocalObjectReference,
 )
-from shoal_api.wasmapp import MAX_DEPENDENCIES, MAX_ENV, Capabilities, EnvVar, PlacementState, Trigger
+from shoal_api.wasmapp import (
+    MAX_DEPENDENCIES,
+    MAX_ENV,
+    Capabilities,
+    EnvVar,
+    PlacementState,
+    Trigger,
+    Variable,
+)
 
 MAX_JOB_OUTPUT = 4096
 """Bytes of job stdout/stderr tail kept in status: etcd objects must stay small."""
@@ -118,6 +126,10 @@ class WasmPlacementSpec(KubeModel):
     trigger: Trigger
     env: list[EnvVar] = Field(default_factory=list, max_length=MAX_ENV, json_schema_extra=list_map("name"))
     """The WasmApp's env as declared; the agent resolves valueFrom references when it loads the module."""
+    variables: list[Variable] = Field(
+        default_factory=list, max_length=MAX_ENV, json_schema_extra=list_map("name")
+    )
+    """The WasmApp's Spin variables as declared; resolved by the agent like env."""
     dependencies: list[DependencyEndpoint] = Field(
         default_factory=list, max_length=MAX_DEPENDENCIES, json_schema_extra=list_map("name")
     )

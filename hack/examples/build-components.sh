@@ -29,6 +29,20 @@ py_component() { # py_component NAME WORLD
   mv -f "$target.tmp.$$" "$target"
 }
 
+# A Spin app: the world's WIT and bindings come from spin-sdk's own componentize-py.toml, found on
+# the Python path given with -p (the venv's site-packages).
+spin_component() { # spin_component NAME
+  local name="$1" dir="$here/$1" target="$out/$1.wasm"
+  if [[ -f "$target" && ! "$dir/app.py" -nt "$target" ]]; then echo "fresh  $name"; return; fi
+  echo "build  $name (fermyon:spin/spin-http) -> $target"
+  local site
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  (cd "$dir" && "$venv/bin/componentize-py" -q -w spin-http componentize app -p . -p "$site" -o "$target.tmp.$$")
+  mv -f "$target.tmp.$$" "$target"
+}
+
 py_component hello-component-py wasi:http/proxy@0.2.0
 py_component cli-component-py wasi:cli/command@0.2.0
+py_component fetch-component-py wasi:http/proxy@0.2.0
+spin_component spin-counter-py
 echo "done   $out"

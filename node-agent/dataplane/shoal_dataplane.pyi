@@ -28,10 +28,12 @@ class App:
     def name(self) -> str: ...
     @property
     def kind(self) -> str: ...
+    @property
+    def unimplemented(self) -> list[str]: ...
 
 InvokeResult = tuple[str, bytes, bytes, int | None, str, bool, bool, float, float, str | None]
 MetricsRow = tuple[
-    str, str, Mapping[str, tuple[Sequence[int], float]], Mapping[str, int], Mapping[str, int], int
+    str, str, Mapping[str, tuple[Sequence[int], float]], Mapping[str, int], Mapping[str, int], int, int
 ]
 
 class DataPlane:
@@ -70,7 +72,10 @@ class DataPlane:
         stdout_bytes: int,
         stderr_bytes: int,
         host_functions: Sequence[tuple[str, str, Sequence[str], Sequence[str], int]],
+        allowed_outbound: Sequence[tuple[str, str, str]] = (),
+        variables: Sequence[tuple[str, str]] = (),
     ) -> App: ...
+    def set_spin_backend(self, backend: Callable[[str, str, str, tuple[Any, ...]], Any]) -> None: ...
     def invoke(
         self,
         app: App,

@@ -76,7 +76,15 @@ class NativeMetrics(Collector):
         zeros = (tuple(0 for _ in range(len(LATENCY_BUCKETS) + 1)), 0.0)
         hists = {key: zeros for key, _, _ in NATIVE_HISTOGRAMS}
         return [
-            ("<namespace>", "<app>", hists, dict.fromkeys(OUTCOMES, 0), dict.fromkeys(REFUSAL_REASONS, 0), 0)
+            (
+                "<namespace>",
+                "<app>",
+                hists,
+                dict.fromkeys(OUTCOMES, 0),
+                dict.fromkeys(REFUSAL_REASONS, 0),
+                0,
+                0,
+            )
         ]
 
     def collect(self) -> Iterator[Any]:
@@ -84,7 +92,7 @@ class NativeMetrics(Collector):
         bounds = [*(_le(b) for b in LATENCY_BUCKETS), "+Inf"]
         for key, name, doc in NATIVE_HISTOGRAMS:
             fam = HistogramMetricFamily(name, doc, labels=APP_LABELS)
-            for ns, app, hists, _, _, _ in rows:
+            for ns, app, hists, *_ in rows:
                 counts, total = hists[key]
                 fam.add_metric([ns, app, self.node], list(zip(bounds, counts, strict=True)), total)
             yield fam
@@ -100,16 +108,24 @@ class NativeMetrics(Collector):
         active = GaugeMetricFamily(
             "shoal_instances_active", "Wasm instances currently running.", labels=APP_LABELS
         )
-        for ns, app, _, outcomes, refused, running in rows:
+        denied = CounterMetricFamily(
+            "shoal_outbound_http_denied",
+            "Outbound HTTP requests of components refused: not in capabilities.allowedOutboundHosts, "
+            "or only loopback/link-local/metadata addresses that no pattern names literally.",
+            labels=APP_LABELS,
+        )
+        for ns, app, _, outcomes, refused, running, outbound_denied in rows:
             for outcome in OUTCOMES:
                 if outcomes.get(outcome) or self.document:
                     invocations.add_metric([ns, app, self.node, outcome], outcomes.get(outcome, 0))
             for reason in REFUSAL_REASONS:  # zeros too: a refusal rate of 0 is worth a panel line
                 refusals.add_metric([ns, app, self.node, reason], refused.get(reason, 0))
             active.add_metric([ns, app, self.node], running)
+            denied.add_metric([ns, app, self.node], outbound_denied)
         yield invocations
         yield refusals
         yield active
+        yield denied
 
 
 @dataclass

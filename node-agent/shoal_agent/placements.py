@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from shoal_api.backoff import Backoff, Retry
 from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
+from shoal_api.egress import parse_allowed_host
 from shoal_api.naming import node_selector
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
@@ -229,6 +230,7 @@ class PlacementWorker:
         self._set("Pulling", False, f"pulling {reference}")
         pull_secrets = await ctx.secrets.pull_secrets(ns, spec.module.image_pull_secrets)
         env = await ctx.secrets.resolve_env(ns, spec.env)
+        variables = await ctx.secrets.resolve_env(ns, spec.variables)
         pulled = await ctx.puller.pull(reference, pull_secrets)
         ctx.metrics.artifact_pull_seconds.labels(ns, spec.app, ctx.cfg.node_name, pulled.result).observe(
             pulled.seconds
@@ -248,6 +250,11 @@ class PlacementWorker:
             args=tuple(spec.trigger.args),
             entrypoint=spec.trigger.entrypoint,
             capabilities=bindings.capabilities,
+            variables=variables,
+            allowed_outbound=tuple(
+                parse_allowed_host(p)
+                for p in (spec.capabilities.allowed_outbound_hosts if spec.capabilities else ())
+            ),
             limits=AppLimits(
                 memory_bytes=spec.limits.memory_bytes,
                 timeout_s=spec.limits.timeout_ms / 1000,
@@ -296,6 +303,8 @@ class PlacementWorker:
             if mounted.taken_by:
                 message += "; path already served on this node by " + ", ".join(mounted.taken_by)
                 message += ", reachable by Host only"
+            if new.loaded.unimplemented:
+                message += "; not implemented (calls trap): " + ", ".join(new.loaded.unimplemented)
             self._set("Ready", True, message)
         else:
             ctx.serving.unmount(self.namespace, self.app)

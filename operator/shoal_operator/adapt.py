@@ -143,6 +143,7 @@ def placement_spec(
         ),
         trigger=spec.trigger,
         env=list(spec.env),
+        variables=list(spec.variables),
         dependencies=list(dependencies),
         capabilities=spec.capabilities,
         app_generation=app.metadata.generation or 0,

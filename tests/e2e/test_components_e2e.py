@@ -4,18 +4,26 @@ through the addresses the app's EndpointSlices publish."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+import redis
 
 from harness.agentproc import AgentProcess
 from harness.kubehttp import KubeHttp
 from harness.netcluster import apply_app, eventually, http_get, is_ready, slice_addresses
 from harness.operatorproc import OperatorProcess
+from localcluster.depservers import DependencyServers
 from localcluster.registry import Registry
 from localcluster.testnet import TestNet
+from localcluster.whiskers import static_volume
 from shoal_oci import WasmFormat, push_wasm
+from tests.conftest import Upstream
 
 from .conftest import NET_LABEL
 
@@ -26,7 +34,7 @@ RESOURCES = {"memory": "64Mi", "timeout": "10s"}
 
 
 @pytest.fixture
-def serve_component(
+def deploy_component(
     net_kube: KubeHttp,
     net_operator: OperatorProcess,
     net_agents: dict[str, AgentProcess],
@@ -34,10 +42,11 @@ def serve_component(
     oci_registry: Registry,
     net_namespace: str,
     testnet: TestNet,
-) -> Callable[[str, str], None]:
-    """Push a component guest, apply it as an HTTP WasmApp, and check what its endpoint answers."""
+) -> Callable[..., tuple[str, int]]:
+    """Push a component guest, apply it as an HTTP WasmApp `comp` on /c (plus `extra` spec fields),
+    wait until it is Ready (after `first`, say its dependency pod serving), and return its endpoint."""
 
-    def serve(guest: str, expected: str) -> None:
+    def deploy(guest: str, first: Callable[[], object] | None = None, **extra: Any) -> tuple[str, int]:
         image = f"{oci_registry.address}/net-e2e/{guest}:v1"
         push_wasm(image, component_guests / f"{guest}.wasm", WasmFormat.WASM_ARTIFACT)
         ns = net_namespace
@@ -51,13 +60,26 @@ def serve_component(
                 "resources": RESOURCES,
                 "trigger": {"http": {"path": "/c"}},
                 "placement": {"nodeSelector": {NET_LABEL: testnet.name}},
+                **extra,
             },
         )
+        if first is not None:
+            first()
         eventually(lambda: is_ready(net_kube, ns, "comp"), within=120, what=f"{guest} Ready")
         (address,) = eventually(
             lambda: slice_addresses(net_kube, ns, "comp"), within=30, what="an endpoint in the slices"
         )
-        status, body = http_get(address, "/c/x?y=1")
+        return address
+
+    return deploy
+
+
+@pytest.fixture
+def serve_component(deploy_component: Callable[..., tuple[str, int]]) -> Callable[[str, str], None]:
+    """Deploy a component guest and check what its endpoint answers."""
+
+    def serve(guest: str, expected: str) -> None:
+        status, body = http_get(deploy_component(guest), "/c/x?y=1")
         assert status == 200, body
         assert body.startswith(expected), body
 
@@ -71,3 +93,102 @@ def test_wasi_http_component_app(serve_component: Callable[[str, str], None]) ->
 
 def test_wasi_cli_component_app(serve_component: Callable[[str, str], None]) -> None:
     serve_component("cli-component-py", "Hello from a Python command component, args=[] path=/x")
+
+
+def test_outbound_http_is_allowed_only_to_listed_hosts(
+    deploy_component: Callable[..., tuple[str, int]],
+    upstream_http: Callable[[str], Upstream],
+    net_agents: dict[str, AgentProcess],
+) -> None:
+    """The agents run in the root network namespace: the upstreams on its loopback are what a guest
+    must not reach unless a pattern names the address literally."""
+    allowed, other = upstream_http("allowed"), upstream_http("other")
+    hosts = [f"http://127.0.0.1:{allowed.port}", f"http://localhost:{other.port}"]
+    address = deploy_component("fetch-component-py", capabilities={"allowedOutboundHosts": hosts})
+
+    def fetch(url: str, host: str = "") -> tuple[int, str]:
+        query = urlencode({"url": url, **({"host": host} if host else {})})
+        return http_get(address, f"/c?{query}")
+
+    assert fetch(f"http://127.0.0.1:{allowed.port}/hello.txt") == (200, "fetched 200: hello from allowed")
+    assert fetch(f"http://127.0.0.1:{other.port}/denied.txt") == (
+        502,
+        "refused: ErrorCode_HttpRequestDenied()",
+    )
+    # Listed by name only: `localhost` resolves to loopback, which a name never unlocks.
+    assert fetch(f"http://localhost:{other.port}/by-name.txt") == (
+        502,
+        "refused: ErrorCode_DestinationIpProhibited()",
+    )
+    # Host-header bypass: an allowed Host header, a disallowed address.
+    status, body = fetch(f"http://127.0.0.1:{other.port}/bypass.txt", host=f"127.0.0.1:{allowed.port}")
+    assert status == 502 and body.startswith("refused:"), body
+    assert allowed.paths() == ["/hello.txt"]
+    assert other.paths() == []
+    # The refusals are counted per app on the agent that ran them.
+    counted = 0.0
+    for agent in net_agents.values():
+        for m in re.finditer(r"^shoal_outbound_http_denied_total\{([^}]*)\} (\S+)$", agent.metrics(), re.M):
+            if 'app="comp"' in m.group(1):
+                counted += float(m.group(2))
+    assert counted >= 2, counted
+
+
+@pytest.fixture
+def redis_volume(net_kube: KubeHttp, net_namespace: str, tmp_path: Path) -> Iterator[None]:
+    """The PersistentVolume an admin would make for the claim of app `comp`'s Redis (no provisioner
+    here), pre-bound to it; deleted afterwards."""
+    claim = "data-comp-cache-0"
+    name = f"{net_namespace}-{claim}"
+    net_kube.request(
+        "POST", "/api/v1/persistentvolumes", static_volume(name, net_namespace, claim, str(tmp_path))
+    )
+    try:
+        yield
+    finally:
+        net_kube.delete(f"/api/v1/persistentvolumes/{name}")
+
+
+def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
+    deploy_component: Callable[..., tuple[str, int]],
+    dependency_servers: DependencyServers,
+    redis_volume: None,
+    net_kube: KubeHttp,
+    net_namespace: str,
+) -> None:
+    ns = net_namespace
+    net_kube.apply(
+        f"/api/v1/namespaces/{ns}/secrets/spin-vars",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "spin-vars", "namespace": ns},
+            "data": {"greeting": base64.b64encode(b"Hello from a Secret").decode()},
+        },
+    )
+
+    def redis_serving() -> str:
+        # The operator's Redis for dependency `cache` of app `comp`, at the pod IP the cluster gave
+        # it (a dependency pod waits on the PV controller and kube-scheduler: up to minutes here).
+        return dependency_servers.wait_serving(namespace=ns, pod="comp-cache-0", timeout=240).ip
+
+    address = deploy_component(
+        "spin-counter-py",
+        first=redis_serving,
+        dependencies=[{"name": "cache", "redis": {}}],
+        variables=[
+            {"name": "greeting", "valueFrom": {"secretKeyRef": {"name": "spin-vars", "key": "greeting"}}}
+        ],
+    )
+    for n in (1, 2, 3):
+        assert http_get(address, "/c") == (200, f"Hello from a Secret, request {n}\n")
+    client = redis.Redis(host=redis_serving(), port=6379, socket_timeout=2)
+    try:
+        assert client.get(f"{ns}/comp:requests") == b"3"
+    finally:
+        client.close()
+    # The placement's status names the Spin interfaces Shoal does not implement.
+    placements = net_kube.get(f"/apis/shoal.dev/v1alpha1/namespaces/{ns}/wasmplacements")["items"]
+    messages = [p.get("status", {}).get("message", "") for p in placements]
+    unimplemented = "not implemented (calls trap): "
+    assert any(unimplemented in m and "fermyon:spin/llm@2.0.0" in m for m in messages), messages

@@ -16,7 +16,7 @@ from typing import cast
 import pytest
 import redis
 
-from harness.servers import MariaDbServer, RedisServer, available
+from harness.servers import MariaDbServer, RedisServer
 from localcluster.whiskers import count_click_rows
 from shoal_agent.capabilities import CapabilityHost, Err, HostPort, PoolSettings, StaticResolver
 from shoal_agent.capabilities.redis_pubsub import BackoffPolicy, RedisPubSubTrigger
@@ -71,23 +71,6 @@ def guests(example_guests: Path) -> Path:
     if shutil.which("go") is None:
         pytest.skip("go is needed to build the capability guests")
     return example_guests
-
-
-@pytest.fixture(scope="module")
-def servers_ok() -> None:
-    reason = available()
-    if reason:
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def redis_server(servers_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

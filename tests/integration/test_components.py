@@ -5,8 +5,9 @@ and their compiled form cached on disk like a module's."""
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -15,6 +16,8 @@ from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime
 from shoal_agent.runtime.outcome import Outcome
 from shoal_agent.serving import Serving
+from shoal_api.egress import parse_allowed_host
+from tests.conftest import Upstream
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +105,38 @@ def test_compiled_components_load_from_the_disk_cache(tmp_path: Path, component_
         with WasmRuntime(AgentMetrics("node-a"), cache_dir=tmp_path / "cache") as rt:
             results.append(rt.load_app(AppSpec("ns", "pycli", limits=LIMITS), wasm).compile_result)
     assert results == ["compiled", "cache_load"]
+
+
+def test_outbound_http_goes_only_where_the_allow_list_says(
+    runtime: WasmRuntime,
+    listening: tuple[Serving, int],
+    component_guests: Path,
+    upstream_http: Callable[[str], Upstream],
+) -> None:
+    allowed, other = upstream_http("allowed"), upstream_http("other")
+    hosts = (f"http://127.0.0.1:{allowed.port}", f"http://localhost:{other.port}")
+    wasm = (component_guests / "fetch-component-py.wasm").read_bytes()
+    spec = AppSpec("ns", "fetch", limits=LIMITS, allowed_outbound=tuple(map(parse_allowed_host, hosts)))
+    app = runtime.load_app(spec, wasm)
+    s, port = listening
+    s.mount_http(app, "/f")
+
+    def fetch(url: str, host: str = "") -> tuple[int, str]:
+        query = urlencode({"url": url, **({"host": host} if host else {})})
+        return request(port, "GET", f"/f?{query}")
+
+    # Listed as an IP literal: loopback is reachable.
+    assert fetch(f"http://127.0.0.1:{allowed.port}/hello.txt") == (200, "fetched 200: hello from allowed")
+    # Not listed at all (another port of the same address).
+    status, body = fetch(f"http://127.0.0.1:{other.port}/denied.txt")
+    assert (status, body) == (502, "refused: ErrorCode_HttpRequestDenied()")
+    # Listed by name, but the name resolves to loopback, which only a literal pattern unlocks.
+    status, body = fetch(f"http://localhost:{other.port}/by-name.txt")
+    assert (status, body) == (502, "refused: ErrorCode_DestinationIpProhibited()")
+    # An allowed Host header does not make a disallowed address reachable.
+    status, body = fetch(f"http://127.0.0.1:{other.port}/bypass.txt", host=f"127.0.0.1:{allowed.port}")
+    assert status == 502 and body.startswith("refused:"), body
+    assert allowed.paths() == ["/hello.txt"]
+    assert other.paths() == []
+    row = next(r for r in runtime.plane.metrics() if r[1] == "fetch")
+    assert row[6] >= 2  # the two calls that reached send_request; the bypass may fail earlier

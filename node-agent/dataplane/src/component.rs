@@ -3,8 +3,8 @@
 //! core module (CGI over its stdio for HTTP, stdin for messages, argv for jobs). Both get the same
 //! admission, fair slots, deadline, memory limit and metrics as modules.
 //!
-//! Outbound HTTP from a component is refused for now (`HttpRequestDenied`): no app can reach
-//! anything unless an allow-list says so, and there is none yet.
+//! Outbound HTTP from a component goes only where the app's allow-list says (`egress.rs`); with
+//! none, every request is refused (`HttpRequestDenied`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,8 +20,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::egress::Egress;
 use crate::invoke::{
     AnyStore, AppVersion, InvocationResult, MemoryLimiter, Outcome, Request, Shared, Ticket,
     Timing, classify, enter, govern,
@@ -50,9 +51,10 @@ impl Kind {
 /// Store data of one component invocation.
 pub struct CGuest {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     http: WasiHttpCtx,
-    hooks: DenyEgress,
+    hooks: Egress,
+    pub(crate) spin: Arc<crate::spin::SpinApp>,
     pub(crate) limiter: MemoryLimiter,
 }
 
@@ -75,39 +77,20 @@ impl WasiHttpView for CGuest {
     }
 }
 
-/// Every outgoing request is refused: the guest sees `HttpRequestDenied`.
-struct DenyEgress;
-
-type SendResult = Result<
-    (
-        http::Response<wasmtime_wasi_http::WasiBody>,
-        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ),
-    wasmtime_wasi_http::Error,
->;
-
-impl WasiHttpHooks for DenyEgress {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<dyn Future<Output = SendResult> + Send> {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
-/// Link WASI preview 2 and wasi:http, and pre-instantiate as the world the component exports.
-pub fn prepare(engine: &Engine, component: &Component) -> Result<Kind> {
+/// Link WASI preview 2, wasi:http and Spin's interfaces (trapping stubs for the Spin imports Shoal
+/// lacks, returned by name), and pre-instantiate as the world the component exports.
+pub fn prepare(engine: &Engine, component: &Component) -> Result<(Kind, Vec<String>)> {
     let mut linker: Linker<CGuest> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::spin::add_to_linker(&mut linker)?;
+    let stubbed = crate::spin::stub_absent(&mut linker, engine, component)?;
     let pre = linker.instantiate_pre(component)?;
     if let Ok(proxy) = ProxyPre::new(pre.clone()) {
-        return Ok(Kind::Proxy(proxy));
+        return Ok((Kind::Proxy(proxy), stubbed));
     }
     match CommandPre::new(pre) {
-        Ok(command) => Ok(Kind::Command(command)),
+        Ok(command) => Ok((Kind::Command(command), stubbed)),
         Err(_) => wasmtime::bail!(
             "the component exports neither wasi:http/incoming-handler@0.2 (an HTTP app) nor \
              wasi:cli/run@0.2 (a command)"
@@ -120,7 +103,12 @@ fn guest(wasi: WasiCtx, app: &AppVersion) -> CGuest {
         wasi,
         table: ResourceTable::new(),
         http: WasiHttpCtx::new(),
-        hooks: DenyEgress,
+        hooks: Egress {
+            policy: app.egress.clone(),
+            metrics: app.metrics.clone(),
+            label: app.label().into(),
+        },
+        spin: app.spin.clone(),
         limiter: MemoryLimiter::new(&app.limits),
     }
 }
@@ -334,6 +322,8 @@ mod tests {
                 stdout_bytes: 1024,
                 stderr_bytes: 1024,
             },
+            egress: Default::default(),
+            spin: Default::default(),
         };
         let metrics = Registry::new(vec![0.001]).app("ns", "cmd");
         Arc::new(AppVersion::new_component(&shared.engine, &component, cfg, metrics).unwrap())

@@ -78,6 +78,10 @@ pub struct AppVersion {
     env: Vec<(String, String)>,
     entrypoint: String,
     pub limits: AppLimits,
+    pub egress: Arc<crate::egress::Policy>,
+    pub spin: Arc<crate::spin::SpinApp>,
+    /// Spin imports the component has that Shoal does not implement (their calls trap).
+    pub stubbed: Vec<String>,
     pub metrics: Arc<AppMetrics>,
     pub in_flight: AtomicU64,
     host: Option<Arc<HostBridge>>,
@@ -264,6 +268,10 @@ pub struct AppConfig {
     pub env: Vec<(String, String)>,
     pub entrypoint: String,
     pub limits: AppLimits,
+    /// Where a component may send outbound HTTP (empty: nowhere).
+    pub egress: Arc<crate::egress::Policy>,
+    /// What a Spin app's Spin imports see (variables, the key-value backend).
+    pub spin: Arc<crate::spin::SpinApp>,
 }
 
 impl AppVersion {
@@ -293,7 +301,7 @@ impl AppVersion {
             _ => return Err(wasmtime::Error::new(NoEntry(cfg.entrypoint))),
         }
         let pre = linker.instantiate_pre(module)?;
-        Self::with_kind(Kind::Module(pre), cfg, metrics, bridge)
+        Self::with_kind((Kind::Module(pre), vec![]), cfg, metrics, bridge)
     }
 
     /// Link WASI preview 2 (and wasi:http) for a component, and pre-instantiate it as the world
@@ -316,7 +324,7 @@ impl AppVersion {
     }
 
     fn with_kind(
-        kind: Kind,
+        (kind, stubbed): (Kind, Vec<String>),
         cfg: AppConfig,
         metrics: Arc<AppMetrics>,
         bridge: Option<Arc<HostBridge>>,
@@ -332,6 +340,9 @@ impl AppVersion {
             env: cfg.env,
             entrypoint: cfg.entrypoint,
             limits: cfg.limits,
+            egress: cfg.egress,
+            spin: cfg.spin,
+            stubbed,
             metrics,
             in_flight: AtomicU64::new(0),
             host: bridge,
@@ -864,6 +875,8 @@ mod tests {
                 stdout_bytes: 1024,
                 stderr_bytes: 1024,
             },
+            egress: Default::default(),
+            spin: Default::default(),
         };
         AppVersion::new(&shared.engine, &module, cfg, registry.app("ns", name), None)
     }

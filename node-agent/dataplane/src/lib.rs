@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod cgi;
 pub mod component;
+pub mod egress;
 pub mod engine;
 pub mod hostcall;
 pub mod invoke;
@@ -18,6 +19,7 @@ pub mod reaper;
 pub mod router;
 pub mod sched;
 pub mod server;
+pub mod spin;
 
 /// Rust's allocations in this extension (not Python's) go to mimalloc: the request path allocates
 /// and frees many small objects per request, which glibc's malloc served measurably slower.

@@ -65,6 +65,8 @@ pub struct AppMetrics {
     pub outcomes: [AtomicU64; 8],
     pub refusals: [AtomicU64; 2],
     pub active: AtomicI64,
+    /// Outbound HTTP requests refused by the app's allow-list or the special-address rule.
+    pub egress_denied: AtomicU64,
 }
 
 impl AppMetrics {
@@ -77,6 +79,7 @@ impl AppMetrics {
             outcomes: Default::default(),
             refusals: Default::default(),
             active: AtomicI64::new(0),
+            egress_denied: AtomicU64::new(0),
         }
     }
 
@@ -84,6 +87,10 @@ impl AppMetrics {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
             self.outcomes[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn egress_denied(&self) {
+        self.egress_denied.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn refused(&self, reason: &str) {

@@ -89,6 +89,12 @@ impl App {
     fn kind(&self) -> &'static str {
         self.inner.kind.as_str()
     }
+
+    /// The Spin interfaces the component imports that Shoal does not implement (calls trap).
+    #[getter]
+    fn unimplemented(&self) -> Vec<String> {
+        self.inner.stubbed.clone()
+    }
 }
 
 #[pyclass(frozen, module = "shoal_dataplane")]
@@ -98,6 +104,8 @@ pub struct DataPlane {
     registry: Arc<Registry>,
     server: Arc<Server>,
     bridge: Mutex<Option<Arc<HostBridge>>>,
+    /// Spin's key-value (and later redis, mysql) for components: `backend(ns, app, op, args)`.
+    spin_backend: Mutex<Option<Arc<Py<PyAny>>>>,
     runtime: Mutex<Option<Runtime>>,
     background: Mutex<Option<Runtime>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -229,6 +237,7 @@ impl DataPlane {
             registry: Arc::new(Registry::new(buckets)),
             server,
             bridge: Mutex::new(None),
+            spin_backend: Mutex::new(None),
             runtime: Mutex::new(Some(rt)),
             background: Mutex::new(Some(bg)),
             listener: Mutex::new(None),
@@ -245,6 +254,12 @@ impl DataPlane {
             new_state,
             shared: self.shared.clone(),
         }));
+    }
+
+    /// Where components' Spin stores are served: `backend(namespace, app, op, args)`, called with
+    /// the GIL; raising LookupError means "no such store". Set once, before Spin apps load.
+    fn set_spin_backend(&self, backend: Py<PyAny>) {
+        *self.spin_backend.lock().unwrap() = Some(Arc::new(backend));
     }
 
     /// Compile `wasm` (or load it from the cache); the GIL is released meanwhile. `digest`: the
@@ -278,7 +293,8 @@ impl DataPlane {
     /// Link and pre-instantiate `compiled` as an app version. `host_functions`: (module, name,
     /// params, results, index) of the Python host functions the module imports.
     #[pyo3(signature = (compiled, *, namespace, name, args, env, entrypoint, memory_bytes, timeout_s,
-                        max_concurrency, max_wait_s, stdout_bytes, stderr_bytes, host_functions))]
+                        max_concurrency, max_wait_s, stdout_bytes, stderr_bytes, host_functions,
+                        allowed_outbound=Vec::new(), variables=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
@@ -296,7 +312,14 @@ impl DataPlane {
         stdout_bytes: usize,
         stderr_bytes: usize,
         host_functions: Vec<LinkedFunction>,
+        allowed_outbound: Vec<(String, String, String)>,
+        variables: Vec<(String, String)>,
     ) -> PyResult<App> {
+        let rules = allowed_outbound
+            .iter()
+            .map(|(scheme, host, port)| crate::egress::Rule::from_parts(scheme, host, port))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PyValueError::new_err(format!("allowedOutboundHosts: {e}")))?;
         let mut fns = Vec::new();
         for (module, fname, params, results, index) in host_functions {
             fns.push(HostFn {
@@ -327,6 +350,12 @@ impl DataPlane {
             Some((bridge, fns))
         };
         let metrics = self.registry.app(&namespace, &name);
+        let spin = Arc::new(crate::spin::SpinApp {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            variables: variables.into_iter().collect(),
+            backend: self.spin_backend.lock().unwrap().clone(),
+        });
         let cfg = AppConfig {
             namespace,
             name,
@@ -341,6 +370,8 @@ impl DataPlane {
                 stdout_bytes,
                 stderr_bytes,
             },
+            egress: Arc::new(crate::egress::Policy::new(rules)),
+            spin,
         };
         let artifact = compiled.module.clone();
         let engine = self.shared.engine.clone();
@@ -512,6 +543,7 @@ impl DataPlane {
                 outcomes,
                 refusals,
                 m.active.load(Ordering::Relaxed),
+                m.egress_denied.load(Ordering::Relaxed),
             ))?;
         }
         Ok(out)

@@ -27,6 +27,7 @@ from .bindings import AppBinding, Bindings
 from .namespacing import KeySpace
 from .pools import EndpointResolver, HostPort, MysqlTarget, Pools, PoolSettings
 from .redis_pubsub import BackoffPolicy, RedisPubSubTrigger
+from .spin_kv import SpinBackend
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class CapabilityHost:
     def register_into(self, registry: HostFunctionRegistry) -> None:
         registry.register_all(redis_kv.functions(bindings=self.bindings, pools=self.pools))
         registry.register_all(sql.functions(bindings=self.bindings, pools=self.pools))
+        registry.spin_backend = SpinBackend(self.bindings, self.pools)
 
     def registry(self) -> HostFunctionRegistry:
         """A registry with `shoal:redis` and `shoal:sql`, for `WasmRuntime(host_functions=...)`."""

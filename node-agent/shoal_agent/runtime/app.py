@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shoal_api.egress import AllowedHost
+
 from .outcome import InvocationResult, Outcome
 
 if TYPE_CHECKING:
@@ -39,6 +41,10 @@ class AppSpec:
     capabilities: frozenset[str] = frozenset()
     limits: AppLimits = AppLimits()
     entrypoint: str = "_start"
+    allowed_outbound: tuple[AllowedHost, ...] = ()
+    """Where a component may send outbound HTTP (parsed `capabilities.allowedOutboundHosts`)."""
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Spin app variables (`fermyon:spin/variables`), resolved."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -75,6 +81,12 @@ class LoadedApp:
     def kind(self) -> str:
         """ "module", "command" (a wasi:cli/run component) or "proxy" (a wasi:http component)."""
         return str(self.native.kind)
+
+    @property
+    def unimplemented(self) -> list[str]:
+        """Spin interfaces the component imports that Shoal does not implement: it loads, and a
+        call to one of them traps with the interface's name."""
+        return list(self.native.unimplemented)
 
     @property
     def in_flight(self) -> int:

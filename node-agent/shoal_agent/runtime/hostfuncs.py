@@ -96,6 +96,8 @@ class HostFunctionRegistry:
 
     _functions: dict[tuple[str, str], HostFunction] = field(default_factory=dict)
     _by_index: list[HostFunction] = field(default_factory=list)
+    spin_backend: Callable[[str, str, str, tuple[Any, ...]], Any] | None = None
+    """Serves components' Spin stores (`fermyon:spin/key-value`): `(namespace, app, op, args)`."""
 
     def register(self, fn: HostFunction) -> None:
         key = (fn.import_module, fn.name)

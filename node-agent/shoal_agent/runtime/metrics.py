@@ -21,8 +21,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 # One row of the data plane's snapshot: (namespace, app, {histogram: (cumulative counts incl. +Inf,
 # sum)}, {outcome: count}, {refusal reason: count}, instances active).
 NativeRow = tuple[
-    str, str, Mapping[str, tuple[Sequence[int], float]], Mapping[str, int], Mapping[str, int], int
+    str, str, Mapping[str, tuple[Sequence[int], float]], Mapping[str, int], Mapping[str, int], int, int
 ]
+"""(namespace, app, histograms, outcomes, admission refusals, running instances, outbound denied)."""
 NativeSnapshot = Callable[[], Sequence[NativeRow]]
 
 

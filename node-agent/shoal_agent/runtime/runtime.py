@@ -63,6 +63,8 @@ class WasmRuntime:
         )
         self.host_functions = host_functions or HostFunctionRegistry()
         self.plane.set_host(self.host_functions.dispatch, self.host_functions.new_state)
+        if self.host_functions.spin_backend is not None:
+            self.plane.set_spin_backend(self.host_functions.spin_backend)
         metrics.native.source = self._loaded_rows
         self._waiters = concurrent.futures.ThreadPoolExecutor(
             WAITER_THREADS, thread_name_prefix="shoal-invoke"
@@ -111,6 +113,8 @@ class WasmRuntime:
                 stdout_bytes=limits.stdout_bytes,
                 stderr_bytes=limits.stderr_bytes,
                 host_functions=linked,
+                allowed_outbound=[host.parts() for host in spec.allowed_outbound],
+                variables=sorted(spec.variables.items()),
             )
         except ValueError as e:
             raise InvalidWasmError(f"cannot link the {compiled.kind}: {e}") from e

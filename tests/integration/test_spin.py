@@ -1,0 +1,80 @@
+"""A Spin HTTP app (spin-sdk 3.4.1, componentize-py) through the data plane: `fermyon:spin/variables`
+from the app's variables, `fermyon:spin/key-value`'s default store and `fermyon:spin/redis` in a real
+redis-server under the app's key space, and a Spin interface Shoal lacks (LLM) that loads and traps
+when called."""
+
+from __future__ import annotations
+
+import http.client
+from pathlib import Path
+
+import pytest
+import redis
+
+from harness.servers import RedisServer
+from shoal_agent.capabilities import CapabilityHost, HostPort, PoolSettings, StaticResolver
+from shoal_agent.metrics import AgentMetrics
+from shoal_agent.runtime import AppLimits, AppSpec, WasmRuntime
+from shoal_agent.serving import Serving
+from shoal_api.wasmplacement import DependencyEndpoint, ServiceEndpoint
+
+pytestmark = pytest.mark.integration
+
+NS = "spin"
+LIMITS = AppLimits(timeout_s=10.0, memory_bytes=64 * 1024 * 1024, stdout_bytes=64 * 1024)
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+async def test_a_spin_app_counts_in_redis_and_reads_its_variable(
+    redis_server: RedisServer, component_guests: Path, tmp_path: Path
+) -> None:
+    host = CapabilityHost(
+        resolver=StaticResolver({(NS, "redis"): HostPort("127.0.0.1", redis_server.port)}),
+        settings=PoolSettings(),
+    )
+    cache = DependencyEndpoint(
+        name="cache", kind="redis", service=ServiceEndpoint(name="redis", namespace=NS, port=6379)
+    )
+    await host.bind_app(namespace=NS, app="counter", dependencies=[cache])
+    client = redis.Redis(port=redis_server.port)
+    client.delete(f"{NS}/counter:requests")
+    with WasmRuntime(
+        AgentMetrics("node-a"), cache_dir=tmp_path / "cache", host_functions=host.registry()
+    ) as rt:
+        spec = AppSpec(NS, "counter", limits=LIMITS, variables={"greeting": "Hello from Spin"})
+        app = rt.load_app(spec, (component_guests / "spin-counter-py.wasm").read_bytes())
+        assert app.kind == "proxy"
+        # Loaded although it imports Spin interfaces Shoal lacks; they are listed.
+        assert "fermyon:spin/llm@2.0.0" in app.unimplemented
+        assert not any(
+            i.startswith(("fermyon:spin/variables", "fermyon:spin/key-value")) for i in app.unimplemented
+        )
+        assert not any(i.startswith("fermyon:spin/redis@") for i in app.unimplemented)
+        serving = Serving(rt)
+        port = serving.listen("127.0.0.1", 0)
+        try:
+            serving.mount_http(app, "/counter")
+            for n in (1, 2, 3):
+                assert get(port, "/counter") == (200, f"Hello from Spin, request {n}\n")
+            # The key lives in the app's key space, where shoal:redis would put it.
+            assert client.get(f"{NS}/counter:requests") == b"3"
+            # Spin's Redis interface, to the declared dependency only, in the same key space.
+            assert get(port, "/counter/redis") == (200, "redis hits 1 ['/counter/redis']\n")
+            assert get(port, "/counter/redis") == (200, "redis hits 2 ['/counter/redis']\n")
+            assert client.get(f"{NS}/counter:hits") == b"2"
+            status, body = get(port, "/counter/llm")
+            assert status == 500, body
+            assert "fermyon:spin/llm@2.0.0" in body and "not implemented" in body, body
+        finally:
+            serving.stop_listening()
+    client.close()
+    host.close()
