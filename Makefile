@@ -30,7 +30,7 @@ lint: setup ## ruff, mypy, dependency and import-layer checks, cargo fmt and cli
 	$(PY) -m mypy
 	.venv/bin/deptry api oci operator node-agent cli
 	.venv/bin/deptry hack tests $(DEV_FIRST_PARTY) --ignore DEP002,DEP004 \
-		--exclude '\.venv|hack/tools|hack/examples/.*-component-py'
+		--exclude '\.venv|hack/tools|hack/examples/.*-component-py|hack/examples/spin-.*-py'
 	.venv/bin/lint-imports
 	$(CARGO) fmt $(CRATE) --check
 	$(CARGO) clippy --release --locked $(CRATE) --all-targets -- -D warnings
