@@ -211,7 +211,16 @@ def test_chart_images_run_on_a_real_node(
 
     eventually(restarted_and_serving, within=120, what="the restarted agent serving hello", interval=0.1)
     _figure("agent_restart_to_serving_s", round(time.monotonic() - start, 2))
-    metrics = rc.on_node(["curl", "-s", "-m", "5", f"http://{agent['status']['podIP']}:9090/metrics"])
+    # A warm start serves the trigger port before the rest of the agent (and /metrics) is up.
+    metrics_url = f"http://{agent['status']['podIP']}:9090/metrics"
+
+    def scraped() -> str:
+        done = subprocess.run(
+            rc.node.nsenter(["curl", "-s", "-m", "5", metrics_url]), capture_output=True, text=True
+        )
+        return done.stdout if done.returncode == 0 else ""
+
+    metrics = eventually(scraped, within=30, what=f"{metrics_url} after the restart")
     loads = [
         ln
         for ln in metrics.splitlines()

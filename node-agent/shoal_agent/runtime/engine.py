@@ -20,9 +20,10 @@ class EngineSettings:
     guest_threads: int = max(2, os.cpu_count() or 1)
     """Threads of the data plane's foreground (listener and guests); also its execution slots.
     As many again run the background lane, at a low priority."""
-    demote_after_ms: float = 5.0
+    demote_after_ms: float = float(os.environ.get("SHOAL_DEMOTE_AFTER_MS", "5"))
     """A guest that has been on the CPU this long moves to the background lane at its next tick:
-    it no longer takes an execution slot, so short requests never queue behind it."""
+    it no longer takes an execution slot, so short requests never queue behind it
+    (`SHOAL_DEMOTE_AFTER_MS` overrides it, for measurements)."""
     app_memory_share: float = 0.5
     """The most of the memory budget one app may hold once it runs an instance, so one app's
     memory-hungry guests leave room for the others (an app may always run one instance)."""

@@ -61,10 +61,7 @@ class WasmRuntime:
             app_memory_share=s.app_memory_share,
             demote_after_ms=s.demote_after_ms,
         )
-        self.host_functions = host_functions or HostFunctionRegistry()
-        self.plane.set_host(self.host_functions.dispatch, self.host_functions.new_state)
-        if self.host_functions.spin_backend is not None:
-            self.plane.set_spin_backend(self.host_functions.spin_backend)
+        self.use_host_functions(host_functions or HostFunctionRegistry())
         metrics.native.source = self._loaded_rows
         self._waiters = concurrent.futures.ThreadPoolExecutor(
             WAITER_THREADS, thread_name_prefix="shoal-invoke"
@@ -77,6 +74,10 @@ class WasmRuntime:
         old registry's functions: the warm start loads only apps without dependencies)."""
         self.host_functions = host_functions
         self.plane.set_host(host_functions.dispatch, host_functions.new_state)
+        # The agent's warm start builds the runtime before the capabilities exist: Spin's stores
+        # come with them.
+        if host_functions.spin_backend is not None:
+            self.plane.set_spin_backend(host_functions.spin_backend)
 
     def load_app(self, spec: AppSpec, wasm: bytes, digest: str | None = None) -> LoadedApp:
         """Compile (or load from cache), link and pre-instantiate; raises LoadError subclasses."""
