@@ -6,8 +6,10 @@ One run:
     kube-scheduler, kwok with 200 Nodes), 200 agents simulated by this script (a WasmNode and a long
     heartbeat Lease each), a real registry, and the operator as a process; apps are created as fast as
     the API takes them and the clock stops when every app says Scheduled=True for its current
-    generation (`all_scheduled_s`), with the operator's CPU seconds over that time (`operator_cpu_s`,
-    from its process_cpu_seconds_total) and its peak resident memory (`operator_peak_rss_mb`);
+    generation (`all_scheduled_s`; its Service and EndpointSlice, written after, are all there at
+    `all_published_s`), with the operator's CPU seconds over that time (`operator_cpu_s`,
+    from its process_cpu_seconds_total; `operator_cpu_published_s` until all_published_s) and its
+    peak resident memory (`operator_peak_rss_mb`);
   * the Deployment path on the same cluster, with the operator stopped: 1,000 Deployments of 2
     replicas (what one pod per replica costs: the pods SpinKube's operator would have created for
     1,000 SpinApps), the clock stopping when every pod is bound and Running on a kwok Node; once with
@@ -199,8 +201,14 @@ async def run_end_to_end(
         list_apps = (custom.list_namespaced_custom_object, "shoal.dev", "v1alpha1", "bench", "wasmapps")
         tracker = ReadyTracker(*list_apps, ready=_scheduled)
         await tracker.start()
+        # Every app's Service and EndpointSlice, which the operator writes after the status (its
+        # slice is written after its Service, so a slice with endpoints says both are there).
+        discovery: Any = client.DiscoveryV1Api(api)
+        slices = ReadyTracker(discovery.list_namespaced_endpoint_slice, "bench", ready=_has_endpoints)
+        await slices.start()
         started = time.monotonic()
         watching = asyncio.create_task(tracker.wait(apps, what="apps Scheduled", started=started))
+        publishing = asyncio.create_task(slices.wait(apps, what="apps published", started=started))
         await asyncio.gather(*(create(i) for i in range(apps)))
         created_s = time.monotonic() - started
         log(f"created in {created_s:.1f}s; waiting until every app is Scheduled")
@@ -208,6 +216,16 @@ async def run_end_to_end(
         all_scheduled_s = time.monotonic() - started
         operator_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_at_start
         requests = apiserver_requests(plane)
+        try:
+            await publishing
+            all_published_s = time.monotonic() - started
+        except TimeoutError as e:  # the figures above still stand (the scale probe's Services)
+            log(str(e))
+            all_published_s = float("nan")
+        # The Services and slices written after the clock stopped cost the operator CPU too.
+        operator_cpu_published_s = (
+            metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_at_start
+        )
         # What the operator still writes after the clock stopped (Events, slices) is part of the
         # cost of an app too: count until the apiserver is quiet again.
         settled = await wait_quiet(plane)
@@ -217,7 +235,9 @@ async def run_end_to_end(
         return {
             "create_s": created_s,
             "all_scheduled_s": all_scheduled_s,
+            "all_published_s": all_published_s,
             "operator_cpu_s": operator_cpu_s,
+            "operator_cpu_published_s": operator_cpu_published_s,
             "operator_peak_rss_mb": peak_rss_mb(operator),
             "placements": float(len(placements["items"])),
             **per_app("shoal", diff_requests(requests, requests_at_start), apps),
@@ -349,6 +369,10 @@ class ReadyTracker:
                         log(f"{len(self.names)}/{want} {what} after {last_report - started:.0f}s")
             finally:
                 response.release()
+
+
+def _has_endpoints(endpoint_slice: dict[str, Any]) -> bool:
+    return bool(endpoint_slice.get("endpoints"))
 
 
 def _running(pod: dict[str, Any]) -> bool:
@@ -496,10 +520,16 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def shoal_phase(
-    work: Path, nodes: int, apps: int, *, deployments: bool
+    work: Path,
+    nodes: int,
+    apps: int,
+    *,
+    deployments: bool,
+    on_shoal: Callable[[dict[str, float], str], None] = lambda e2e, metrics: None,
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float], str]:
     """One cluster: Shoal, then (operator stopped) the Deployment path with default and tuned limits.
-    Returns (Shoal's figures, default Deployments', tuned Deployments', the operator's metrics)."""
+    Returns (Shoal's figures, default Deployments', tuned Deployments', the operator's metrics);
+    `on_shoal` gets Shoal's as soon as they are known, before the long Deployment phases."""
     plane = ControlPlane(workdir=work / "cluster", nodes=nodes, node_shape=NodeShape(cpu="8", memory="16Gi"))
     registry = Registry(workdir=work / "registry")
     operator = OperatorProcess(kubeconfig=plane.kubeconfig, workdir=work, identity="bench")
@@ -517,6 +547,7 @@ def shoal_phase(
         metrics = operator.metrics()
         operator.stop()
         registry.stop()
+        on_shoal(e2e, metrics)
         if deployments:
             default = asyncio.run(run_deployments(plane, "deployments-default", apps))
             log(f"restarting kube-controller-manager and kube-scheduler with {' '.join(TUNED_FLAGS)}")
@@ -528,6 +559,62 @@ def shoal_phase(
         registry.stop()
         plane.stop()
     return e2e, default, tuned, metrics
+
+
+PER_APP_SUFFIXES = ("_requests_per_app", "_writes_per_app", "_writes_per_app_excl_node_heartbeats")
+
+
+def per_app_figures(phase: dict[str, float], prefix: str, *, named: str | None = None) -> dict[str, object]:
+    """The `per_app(prefix, ...)` figures of a phase, rounded, printed as `named` (default: prefix)."""
+    return {f"{named or prefix}{s}": round(phase[f"{prefix}{s}"], 2) for s in PER_APP_SUFFIXES}
+
+
+def shoal_figures(e2e: dict[str, float], metrics: str, timings_ms: list[float]) -> dict[str, object]:
+    return {
+        "placements": int(e2e["placements"]),
+        "create_s": round(e2e["create_s"], 2),
+        "all_scheduled_s": round(e2e["all_scheduled_s"], 2),
+        "all_published_s": round(e2e["all_published_s"], 2),
+        **per_app_figures(e2e, "shoal"),
+        **per_app_figures(e2e, "shoal_settled"),
+        "operator_cpu_s": round(e2e["operator_cpu_s"], 2),
+        "operator_cpu_published_s": round(e2e["operator_cpu_published_s"], 2),
+        "operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
+        "decision_p50_ms": round(statistics.median(timings_ms), 3),
+        "decision_p99_ms": round(percentile(timings_ms, 0.99), 3),
+        "operator_decision_p50_le_ms": histogram_quantile(
+            metrics, "shoal_operator_scheduler_decision_seconds", 0.5
+        )
+        * 1000,
+        "operator_scheduling_latency_p50_le_s": histogram_quantile(
+            metrics, "shoal_operator_scheduling_latency_seconds", 0.5
+        ),
+        "goal_all_scheduled_s": 10,
+        "goal_decision_p50_ms": 2,
+    }
+
+
+def deployment_figures(
+    e2e: dict[str, float], default: dict[str, float], tuned: dict[str, float], apps: int
+) -> dict[str, object]:
+    return {
+        "deployment_pods": apps * DEPLOYMENT_REPLICAS,
+        "deployments_create_s": round(default["create_s"], 2),
+        "deployments_all_running_s": round(default["all_running_s"], 2),
+        "deployments_tuned_create_s": round(tuned["create_s"], 2),
+        "deployments_tuned_all_running_s": round(tuned["all_running_s"], 2),
+        "deployments_tuned_flags": " ".join(TUNED_FLAGS) + " (kube-controller-manager, kube-scheduler)",
+        "shoal_vs_deployments_ratio": round(e2e["all_scheduled_s"] / default["all_running_s"], 3),
+        "shoal_vs_deployments_tuned_ratio": round(e2e["all_scheduled_s"] / tuned["all_running_s"], 3),
+        "goal_shoal_vs_deployments_tuned_ratio": 0.5,
+        **per_app_figures(default, "deployments"),
+        **per_app_figures(tuned, "deployments", named="deployments_tuned"),
+    }
+
+
+def emit(figures: dict[str, object]) -> None:
+    for name, value in figures.items():
+        print(f"{name}={value}", flush=True)
 
 
 def main() -> int:
@@ -549,77 +636,26 @@ def main() -> int:
     timings_ms = sorted(t * 1000 for t in core_decisions(args.nodes, args.apps))
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-schedule-"))
-    e2e, default, tuned, metrics = shoal_phase(
-        work / "main", args.nodes, args.apps, deployments=not args.no_deployments
+    figures: dict[str, object] = {"nodes": args.nodes, "apps": args.apps}
+
+    def on_shoal(e2e: dict[str, float], metrics: str) -> None:
+        # Printed as soon as known: the Deployment phases take minutes, more on a busy machine.
+        figures.update(shoal_figures(e2e, metrics, timings_ms))
+        emit(figures)
+
+    e2e, default, tuned, _ = shoal_phase(
+        work / "main", args.nodes, args.apps, deployments=not args.no_deployments, on_shoal=on_shoal
     )
-    figures: dict[str, object] = {
-        "nodes": args.nodes,
-        "apps": args.apps,
-        "placements": int(e2e["placements"]),
-        "create_s": round(e2e["create_s"], 2),
-        "all_scheduled_s": round(e2e["all_scheduled_s"], 2),
-    }
     if default and tuned:
-        figures |= {
-            "deployment_pods": args.apps * DEPLOYMENT_REPLICAS,
-            "deployments_create_s": round(default["create_s"], 2),
-            "deployments_all_running_s": round(default["all_running_s"], 2),
-            "deployments_tuned_create_s": round(tuned["create_s"], 2),
-            "deployments_tuned_all_running_s": round(tuned["all_running_s"], 2),
-            "deployments_tuned_flags": " ".join(TUNED_FLAGS) + " (kube-controller-manager, kube-scheduler)",
-            "shoal_vs_deployments_ratio": round(e2e["all_scheduled_s"] / default["all_running_s"], 3),
-            "shoal_vs_deployments_tuned_ratio": round(e2e["all_scheduled_s"] / tuned["all_running_s"], 3),
-        }
-    figures |= {
-        "shoal_requests_per_app": round(e2e["shoal_requests_per_app"], 2),
-        "shoal_writes_per_app": round(e2e["shoal_writes_per_app"], 2),
-        "shoal_writes_per_app_excl_node_heartbeats": round(
-            e2e["shoal_writes_per_app_excl_node_heartbeats"], 2
-        ),
-        "shoal_settled_requests_per_app": round(e2e["shoal_settled_requests_per_app"], 2),
-        "shoal_settled_writes_per_app": round(e2e["shoal_settled_writes_per_app"], 2),
-        "shoal_settled_writes_per_app_excl_node_heartbeats": round(
-            e2e["shoal_settled_writes_per_app_excl_node_heartbeats"], 2
-        ),
-    }
-    if default and tuned:
-        figures |= {
-            "deployments_requests_per_app": round(default["deployments_requests_per_app"], 2),
-            "deployments_writes_per_app": round(default["deployments_writes_per_app"], 2),
-            "deployments_writes_per_app_excl_node_heartbeats": round(
-                default["deployments_writes_per_app_excl_node_heartbeats"], 2
-            ),
-            "deployments_tuned_requests_per_app": round(tuned["deployments_requests_per_app"], 2),
-            "deployments_tuned_writes_per_app": round(tuned["deployments_writes_per_app"], 2),
-            "deployments_tuned_writes_per_app_excl_node_heartbeats": round(
-                tuned["deployments_writes_per_app_excl_node_heartbeats"], 2
-            ),
-        }
-    figures |= {
-        "operator_cpu_s": round(e2e["operator_cpu_s"], 2),
-        "operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
-        "decision_p50_ms": round(statistics.median(timings_ms), 3),
-        "decision_p99_ms": round(percentile(timings_ms, 0.99), 3),
-        "operator_decision_p50_le_ms": histogram_quantile(
-            metrics, "shoal_operator_scheduler_decision_seconds", 0.5
-        )
-        * 1000,
-        "operator_scheduling_latency_p50_le_s": histogram_quantile(
-            metrics, "shoal_operator_scheduling_latency_seconds", 0.5
-        ),
-        "goal_all_scheduled_s": 10,
-        "goal_shoal_vs_deployments_tuned_ratio": 0.5,
-        "goal_decision_p50_ms": 2,
-    }
-    for name, value in figures.items():
-        print(f"{name}={value}", flush=True)
+        more = deployment_figures(e2e, default, tuned, args.apps)
+        emit(more)
+        figures |= more
     if args.scale_probe:  # printed as soon as known: the probe is long and has no goal to fail
         try:
             scale = scale_probe(work / "scale", args.scale_nodes, args.scale_apps)
         except (TimeoutError, RuntimeError) as e:
             scale = {"scale_error": str(e).splitlines()[0]}
-        for name, value in scale.items():
-            print(f"{name}={value}", flush=True)
+        emit(scale)
         figures |= scale
     print(json.dumps(figures), file=sys.stderr)
     return 0
@@ -636,6 +672,7 @@ def scale_probe(work: Path, nodes: int, apps: int) -> dict[str, object]:
         "scale_placements": int(e2e["placements"]),
         "scale_create_s": round(e2e["create_s"], 2),
         "scale_all_scheduled_s": round(e2e["all_scheduled_s"], 2),
+        "scale_all_published_s": round(e2e["all_published_s"], 2),
         "scale_operator_cpu_s": round(e2e["operator_cpu_s"], 2),
         "scale_operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
         "scale_shoal_writes_per_app": round(e2e["shoal_writes_per_app"], 2),

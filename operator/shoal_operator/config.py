@@ -25,3 +25,5 @@ class OperatorConfig:
     wait the first placement could never be near them."""
     write_concurrency: int = 32
     """API writes in flight at once while applying a batch of decisions."""
+    publish_concurrency: int = 16
+    """Apps whose Service and EndpointSlices are written at once, in the background (publish.py)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -62,7 +63,13 @@ class Reconciler:
         self.converge = Converge(
             self.cache, self.kube, self.agents, notify, self.queue, self.memos, self.metrics, self.clock
         )
-        self.publish = Publish(self.cache, self.kube, self.memos)
+        self.publish = Publish(
+            self.cache,
+            self.kube,
+            self.memos,
+            concurrency=self.config.publish_concurrency,
+            on_failure=self._publish_failed,
+        )
 
     # --- what comes in --------------------------------------------------------------------------
 
@@ -93,6 +100,13 @@ class Reconciler:
     async def run(self) -> None:
         """Drain the queue forever; tick to notice expired heartbeats; resync everything now and then."""
         last_resync = self.clock()
+        publishing = asyncio.create_task(self.publish.run(), name="publish")
+        try:
+            await self._loop(last_resync)
+        finally:
+            publishing.cancel()
+
+    async def _loop(self, last_resync: datetime) -> None:
         while True:
             await self.queue.wait(at_most=self.config.tick_seconds)
             self.requeue(agents_changed(self.agents.check(self.clock())))
@@ -139,7 +153,7 @@ class Reconciler:
                 try:
                     placements = await self.converge(app, prep, by_key.get(app.key))
                     if app.spec.trigger.http is not None:
-                        await self.publish(app, placements, serving=self.agents.serving)
+                        self.publish.submit(app, placements, serving=self.agents.serving)
                 except ApiException as e:
                     logger.warning(
                         "reconcile of %s failed: %s %s: %s; retrying",
@@ -160,6 +174,11 @@ class Reconciler:
         """The app is gone: drop all that the stages and the queue remember of it."""
         self.memos.forget(key)
         self.queue.forget(key)
+        self.publish.forget(key)
+
+    def _publish_failed(self, key: str) -> None:
+        self.metrics.reconcile_errors.labels(reason="api").inc()
+        self.queue.retry(key)
 
     def _observe(self, decisions: list[AppDecision]) -> None:
         self.metrics.apps.set(len(self.cache.apps))
