@@ -4,13 +4,13 @@ and their compiled form cached on disk like a module's."""
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
+from harness.loopback import request
 from harness.netcluster import eventually
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime
@@ -23,16 +23,6 @@ pytestmark = pytest.mark.integration
 
 # componentize-py components embed CPython: about 12 MiB of linear memory per instance.
 LIMITS = AppLimits(timeout_s=10.0, memory_bytes=64 * 1024 * 1024, stdout_bytes=64 * 1024)
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 @pytest.fixture

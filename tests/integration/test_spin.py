@@ -5,12 +5,12 @@ when called."""
 
 from __future__ import annotations
 
-import http.client
 from pathlib import Path
 
 import pytest
 import redis
 
+from harness.loopback import get
 from harness.servers import RedisServer
 from shoal_agent.capabilities import CapabilityHost, HostPort, PoolSettings, StaticResolver
 from shoal_agent.metrics import AgentMetrics
@@ -22,16 +22,6 @@ pytestmark = pytest.mark.integration
 
 NS = "spin"
 LIMITS = AppLimits(timeout_s=10.0, memory_bytes=64 * 1024 * 1024, stdout_bytes=64 * 1024)
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 async def test_a_spin_app_counts_in_redis_and_reads_its_variable(

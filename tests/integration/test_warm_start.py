@@ -5,13 +5,13 @@ placement claims. Real guests, the real data plane and its disk cache; no apiser
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness import loopback
 from shoal_agent.checkpoint import Checkpoint, decode, encode
 from shoal_agent.config import AgentConfig
 from shoal_agent.metrics import AgentMetrics
@@ -25,13 +25,7 @@ LIMITS = AppLimits(timeout_s=1.0, memory_bytes=16 * 1024 * 1024)
 
 
 def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
+    return loopback.get(port, path, timeout=10)
 
 
 def config(tmp_path: Path) -> AgentConfig:
