@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import ssl
 import statistics
 import sys
@@ -52,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 from harness.operatorproc import OperatorProcess  # noqa: E402
 from localcluster.controlplane import ControlPlane, NodeShape  # noqa: E402
+from localcluster.processes import stop_cleanly_on_sigterm  # noqa: E402
 from localcluster.registry import Registry  # noqa: E402
 from shoal_api.naming import agent_lease_name  # noqa: E402
 from shoal_oci import push_wasm  # noqa: E402
@@ -618,8 +618,7 @@ def emit(figures: dict[str, object]) -> None:
 
 
 def main() -> int:
-    # SIGTERM (timeout, pkill) must still stop the servers this run started: run the finally blocks.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -19,6 +19,7 @@ from chaos.cluster import chaos_cluster
 from chaos.figures import Result, fmt, table
 from chaos.scenarios import Profile
 from chaos.suite import SCENARIOS
+from localcluster.processes import stop_cleanly_on_sigterm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument("--workdir", type=Path, help="keep the cluster's files (logs) here")
     args = parser.parse_args(argv)
+    stop_cleanly_on_sigterm()
     profile = Profile(short=args.short)
     names = args.only or list(SCENARIOS)
     started = time.monotonic()

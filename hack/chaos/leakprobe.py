@@ -24,18 +24,73 @@ from chaos.cluster import APPS, chaos_cluster
 from chaos.figures import slope_per_minute
 from chaos.scenarios import hello_spec
 from chaos.soak import proc_sample
-from localcluster.processes import spawn, stop, wait_until
+from localcluster.processes import spawn, stop, stop_cleanly_on_sigterm, wait_until
 
 WRAPPER = r"""
-import gc, json, os, runpy, signal, sys, tracemalloc, collections
+import collections, ctypes, gc, json, os, runpy, signal, sys, tracemalloc
 import shoal_operator.__main__  # imported untraced: tracing the imports would only slow them down
 trace = os.environ.get("LEAKPROBE_TRACE") == "1"
 if trace:
     tracemalloc.start(8)
 out = os.environ["LEAKPROBE_OUT"]
+trim = os.environ.get("LEAKPROBE_TRIM") == "1"
 n = [0]
+libc = ctypes.CDLL("libc.so.6")
+class MallInfo2(ctypes.Structure):  # glibc >= 2.33; sums every arena
+    _fields_ = [(f, ctypes.c_size_t) for f in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+def malloc_state():
+    m = libc.mallinfo2()
+    return {"in_use": m.uordblks + m.hblkhd, "free_held": m.fordblks, "arena": m.arena, "mmapped": m.hblkhd}
+WATCHED = ("set", "ReferenceType", "builtin_function_or_method", "dict")
+seen = {}  # dump number -> ids of the watched objects alive then
+def describe(o):
+    t = type(o).__qualname__
+    if isinstance(o, dict):
+        return f"dict{sorted(map(str, o))[:6]}"
+    if hasattr(o, "__self__") and t == "builtin_function_or_method":
+        return f"{t}:{getattr(o, '__name__', '?')} of {type(o.__self__).__qualname__}"
+    return t
+def chain(o, mine, depth=6):
+    # who keeps `o` alive: the first referrer that is not this probe's own frames or lists, 6 levels up
+    out = [describe(o)]
+    refs = []
+    for _ in range(depth):
+        refs = [r for r in gc.get_referrers(o) if id(r) not in mine and type(r).__name__ != "frame"
+                and r is not seen and r is not globals() and r is not out and r is not refs]
+        if not refs:
+            break
+        o = refs[0]
+        out.append(describe(o))
+    return " <- ".join(out)
+def survivors():
+    # objects born after the first dump that lived through two later ones: they pile up
+    objs = [o for o in gc.get_objects() if type(o).__qualname__ in WATCHED]
+    seen[n[0]] = {id(o) for o in objs}
+    if n[0] < 3:
+        return []
+    born = seen[n[0] - 2] - seen[0]
+    keep = [o for o in objs if id(o) in born and id(o) in seen.get(n[0] - 1, ())]
+    per_type = collections.defaultdict(list)
+    for o in keep:
+        per_type[type(o).__qualname__].append(o)
+    for old in [k for k in seen if 0 < k < n[0] - 2]:
+        del seen[old]  # ids cost memory; only the first dump and the last two are compared
+    picks = per_type.get("set", [])[:3] + per_type.get("ReferenceType", [])[:3]
+    picks += per_type.get("dict", [])[-3:]
+    mine = {id(objs), id(keep), id(picks), *(id(got) for got in per_type.values())}
+    return [f"{t} x{len(got)}: " + chain(got[len(got) // 2], mine) for t, got in per_type.items()] + [
+        "  " + chain(o, mine) for o in picks]
 def dump(*_):
     gc.collect()
+    alive = survivors() if os.environ.get("LEAKPROBE_REFS") == "1" else []
     sites = {}
     snap = tracemalloc.take_snapshot() if trace else None
     for stat in snap.statistics("traceback") if snap else []:
@@ -44,9 +99,16 @@ def dump(*_):
         sites[key] = [stat.size, stat.count]
     types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
     traced = tracemalloc.get_traced_memory()[0] if trace else 0
+    malloc = malloc_state()
+    malloc["rss_kib"] = rss_kib()
+    if trim:  # hand free pages back: what RSS keeps after this is memory in use, not the allocator's cache
+        libc.malloc_trim(0)
+        malloc["rss_after_trim_kib"] = rss_kib()
     with open(f"{out}/{n[0]:04d}.json", "w") as f:
         blocks = sys.getallocatedblocks()
-        json.dump({"traced": traced, "blocks": blocks, "sites": sites, "types": dict(types)}, f)
+        doc = {"traced": traced, "blocks": blocks, "sites": sites, "types": dict(types), "malloc": malloc,
+               "survivors": alive}
+        json.dump(doc, f)
     n[0] += 1
 signal.signal(signal.SIGUSR1, dump)
 sys.argv = ["shoal_operator", *sys.argv[1:]]
@@ -64,7 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="tracemalloc allocation sites (its own memory makes RSS meaningless)",
     )
+    parser.add_argument(
+        "--refs",
+        action="store_true",
+        help="who holds the sets, weakrefs, dicts and bound builtins born after the first dump that live on",
+    )
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="malloc_trim(0) at each dump: RSS after it shows what stays once glibc returns its free pages",
+    )
     args = parser.parse_args(argv)
+    stop_cleanly_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="shoal-leakprobe-") as tmp, chaos_cluster(Path(tmp)) as c:
         dumps = Path(tmp) / "dumps"
         dumps.mkdir()
@@ -81,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             ],
             log_dir=Path(os.environ.get("LEAKPROBE_LOGS", tmp)),
             env={"KUBECONFIG": str(op.kubeconfig), "PYTHONUNBUFFERED": "1", "POD_NAMESPACE": rel.namespace,
-                 "LEAKPROBE_OUT": str(dumps), "LEAKPROBE_TRACE": "1" if args.trace else "0"},
+                 "LEAKPROBE_OUT": str(dumps), "LEAKPROBE_TRACE": "1" if args.trace else "0",
+                 "LEAKPROBE_TRIM": "1" if args.trim else "0", "LEAKPROBE_REFS": "1" if args.refs else "0"},
         )  # fmt: skip
         op.proc = proc
         from chaos.load import get_text
@@ -139,6 +213,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"operator_rss_slope_kib_per_min={slope_per_minute(rss):.1f}")
         print(f"operator_traced_heap_slope_kib_per_min={slope_per_minute(traced):.1f}")
         print(f"operator_pymalloc_blocks_slope_per_min={slope_per_minute(blocks):.1f}")
+        for key in ("in_use", "free_held", "arena"):
+            series = [(d["at"], d["malloc"][key] / 1024) for d in docs]
+            print(f"operator_malloc_{key}_slope_kib_per_min={slope_per_minute(series):.1f}")
+        if args.trim:
+            trimmed = [(d["at"], float(d["malloc"]["rss_after_trim_kib"])) for d in docs]
+            print(f"operator_rss_after_trim_slope_kib_per_min={slope_per_minute(trimmed):.1f}")
+            print("rss after trim kib: " + " ".join(f"{t:.0f}s={v:.0f}" for t, v in trimmed))
+        in_use = " ".join(f"{d['at']:.0f}s={d['malloc']['in_use'] / 1024:.0f}" for d in docs)
+        print(f"malloc in use kib: {in_use}")
         print("pymalloc blocks: " + " ".join(f"{t:.0f}s={b:.0f}" for t, b in blocks))
         print("rss kib: " + " ".join(f"{t:.0f}s={v:.0f}" for t, v in rss[:: max(1, len(rss) // 12)]))
         if len(docs) >= 2:
@@ -157,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             types = sorted(
                 ((n - first["types"].get(t, 0), t) for t, n in last["types"].items()), reverse=True
             )
+            if last.get("survivors"):
+                print("born after the first dump and still alive (type xcount: referrer chain):")
+                for line in last["survivors"]:
+                    print(f"  {line}")
             print("top growing object types:")
             for n, t in types[:15]:
                 print(f"  {n:+7d}  {t}")

@@ -147,6 +147,8 @@ def soak(c: Cluster, profile: Profile) -> Result:
             ]
             worst = max(slopes, key=abs) if slopes else None
             f[f"soak_{who}_{what}_slope_{unit}_per_min"] = worst
+    # The slopes above are the leader's only if the sampled operator led: a standby idles.
+    f["soak_operator_sampled_leads"] = int(c.leading().get("operator", False))
     f["soak_apps_created"] = len(created) + len(jobs)
     f["soak_metric_series_before"] = series_before
     f["soak_metric_series_after"] = series_after

@@ -13,6 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every `with` that started a server stops it: by default
+    SIGTERM ends Python at once and leaves the servers of a bench, chaos run or probe behind."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def free_port() -> int:
     """A loopback port that is free now (the server binds it a moment later; collisions are rare)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

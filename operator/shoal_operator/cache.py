@@ -91,7 +91,7 @@ class ClusterCache:
             app_key = f"{meta['namespace']}/{labels[LABEL_APP]}"
             dep_key = (meta["namespace"], labels[LABEL_APP], labels[LABEL_DEPENDENCY])
             if event == "DELETED":
-                self.dependency_pods[dep_key].pop(uid, None)
+                _unindex(self.dependency_pods, dep_key, uid)
             else:
                 self.dependency_pods[dep_key][uid] = DependencyPod(
                     node=(body.get("spec") or {}).get("nodeName"), ready=_pod_ready(body)
@@ -184,7 +184,7 @@ class ClusterCache:
         if event == "DELETED":
             old = self.placements.pop(key, None)
             app = old.spec.app if old else (meta.get("labels") or {}).get(LABEL_APP, "")
-            self.placements_by_app[f"{meta['namespace']}/{app}"].discard(key)
+            _unindex(self.placements_by_app, f"{meta['namespace']}/{app}", key)
             return f"{meta['namespace']}/{app}", True
         known = self.placements.get(key)
         version = meta.get("resourceVersion")
@@ -204,7 +204,7 @@ class ClusterCache:
     def forget_placement(self, namespace: str, name: str) -> None:
         old = self.placements.pop((namespace, name), None)
         if old is not None:
-            self.placements_by_app[f"{namespace}/{old.spec.app}"].discard((namespace, name))
+            _unindex(self.placements_by_app, f"{namespace}/{old.spec.app}", (namespace, name))
 
     def app_placements(self, app_key: str) -> list[WasmPlacement]:
         return [
@@ -291,3 +291,18 @@ def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _unindex(index: dict[Any, Any], key: Any, member: Any) -> None:
+    """Take `member` out of `index[key]` (a set, or a dict by its keys) and drop the entry once it is
+    empty: an index keyed by app keeps no entry for every app that ever existed (the leak probe found
+    one set per deleted app)."""
+    members = index.get(key)
+    if members is None:
+        return
+    if isinstance(members, dict):
+        members.pop(member, None)
+    else:
+        members.discard(member)
+    if not members:
+        del index[key]
