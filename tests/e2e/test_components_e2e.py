@@ -115,7 +115,7 @@ def test_wasi_cli_component_app(serve_component: Callable[[str, str], None]) -> 
     serve_component("cli-component-py", "Hello from a Python command component, args=[] path=/x")
 
 
-def test_a_c_module_made_a_wasi_cli_component_serves_wagi(
+def test_wagi_by_a_c_module_made_a_wasi_cli_component(
     serve_component: Callable[[str, str], None],
 ) -> None:
     """hello-c, built for wasm32-wasi and wrapped by `wasm-tools component new` with wasmtime's
@@ -123,7 +123,7 @@ def test_a_c_module_made_a_wasi_cli_component_serves_wagi(
     serve_component("hello-c-component", "Hello from C, /x?y=1")
 
 
-def test_a_c_module_made_a_wasi_cli_component_runs_as_a_job(
+def test_job_of_a_c_module_made_a_wasi_cli_component(
     apply_component: Callable[..., None], net_kube: KubeHttp, net_namespace: str
 ) -> None:
     apply_component("job-c-component", trigger={"job": {"args": ["0", "from-e2e"], "backoffLimit": 0}})
