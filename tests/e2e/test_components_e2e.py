@@ -191,7 +191,8 @@ def test_a_wasi_preview_3_component_is_refused_with_a_condition_and_an_event(
     refusal = (
         "WASI preview 3 (wasi:*@0.3.x, e.g. wasi:http@0.3.0) components are not supported by this data plane"
     )
-    assert refusal in degraded["message"] and "wasmtime 48" in degraded["message"], degraded
+    assert f"load: UnsupportedComponentError: {refusal}" in degraded["message"], degraded
+    assert "wasmtime 48" in degraded["message"], degraded
     assert "it uses wasi:http/types@0.3.0, wasi:http/handler@0.3.0" in degraded["message"], degraded
 
     def warnings() -> list[dict[str, Any]]:
