@@ -2,6 +2,10 @@
 
 shoal push app.wasm REGISTRY/REPO:TAG [--format cncf|spin|docker] [--plain-http]
 shoal scaffold REGISTRY/REPO:TAG --name NAME [--replicas N] [--http-path /p | --job] [--no-resolve]
+
+`push` writes a component's exports and imports (read with wasm-tools) into its CNCF config;
+`scaffold` picks the trigger they support (wasi:http/incoming-handler: http, wasi:cli/run: a job)
+unless --http-path or --job says otherwise.
 """
 
 from __future__ import annotations
@@ -9,12 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from shoal_cli import push as push_cmd
 from shoal_cli import scaffold as scaffold_cmd
 from shoal_cli.errors import CliError
-from shoal_cli.resolve import resolve
+from shoal_cli.resolve import component_exports, resolve
 
 
 def _plain_http(args: argparse.Namespace) -> bool | None:
@@ -46,8 +51,14 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
     else:
         digest = resolve(ref, plain_http=_plain_http(args))
         pinned = ref if "@" in ref else f"{push_cmd.repository_of(ref)}@{digest}"
+        exports = None
+        if not opts.job and not opts.http_path:  # no flag says: the component's exports do
+            exports = component_exports(pinned, plain_http=_plain_http(args))
+            opts = replace(opts, job=scaffold_cmd.is_job(exports))
         app = scaffold_cmd.build_app(pinned, opts, source=ref)
         comment = f"{ref}\n  resolves to {digest}"
+        if exports is not None:
+            comment += f"\n  a component exporting {', '.join(exports)}"
     print(scaffold_cmd.render(app, comment=comment), end="")
     return 0
 
@@ -79,7 +90,10 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--namespace", help="metadata.namespace (default: none, i.e. kubectl's)")
     sc.add_argument("--replicas", type=int, default=1)
     trigger = sc.add_mutually_exclusive_group()
-    trigger.add_argument("--http-path", help="HTTP trigger path prefix (default: /<name>)")
+    trigger.add_argument(
+        "--http-path",
+        help="HTTP trigger path prefix (default: /<name>; a wasi:cli/run component defaults to --job)",
+    )
     trigger.add_argument("--job", action="store_true", help="run to completion instead of serving HTTP")
     sc.add_argument("--memory", help="memory limit per instance, e.g. 64Mi")
     sc.add_argument("--timeout", help="time limit per invocation, e.g. 5s")

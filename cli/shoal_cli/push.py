@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal_cli.component import read_world
 from shoal_cli.errors import CliError
 from shoal_oci import (
     InvalidReference,
@@ -14,6 +15,7 @@ from shoal_oci import (
     Unauthorized,
     WasmFormat,
     check_wasm_bytes,
+    is_component,
     push_wasm,
 )
 
@@ -58,10 +60,12 @@ def read_module(path: Path) -> bytes:
 
 
 def push(path: Path, ref: str, *, fmt: str = "cncf", plain_http: bool | None = None) -> Pushed:
-    """Push `path` to `ref` (which must carry a tag); every failure becomes one CliError line."""
+    """Push `path` to `ref` (which must carry a tag); every failure becomes one CliError line. A
+    component's CNCF config lists its exports and imports (`os: wasip2`)."""
     wasm = read_module(path)
+    component = read_world(path).to_config() if is_component(wasm[:8]) else None
     try:
-        digest = push_wasm(ref, wasm, FORMATS[fmt], plain_http=plain_http)
+        digest = push_wasm(ref, wasm, FORMATS[fmt], plain_http=plain_http, component=component)
     except InvalidReference as e:
         raise CliError(f"invalid reference {ref!r}: {e}") from None
     except RegistryUnavailable as e:

@@ -4,6 +4,7 @@ what it prints is what the apiserver (and the operator) will accept."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from shoal_api import WasmApp
 from shoal_api.meta import DNS_LABEL_MAX, DNS_LABEL_PATTERN
+from shoal_cli.component import HTTP_EXPORT, RUN_EXPORT, trigger_for
 from shoal_cli.errors import CliError
 
 SOURCE_ANNOTATION = "shoal.dev/source-reference"
@@ -25,6 +27,21 @@ class AppOptions:
     job: bool = False
     memory: str | None = None
     timeout: str | None = None
+
+
+def is_job(exports: Sequence[str] | None) -> bool:
+    """Whether an app runs as a job when no flag says: as the component's exports (from its CNCF
+    config) say. A core module, or an artifact whose config does not say, serves HTTP (WAGI)."""
+    if exports is None:
+        return False
+    kind = trigger_for(exports)
+    if kind is None:
+        listed = ", ".join(exports) or "nothing"
+        raise CliError(
+            f"the component exports neither {HTTP_EXPORT}.x nor {RUN_EXPORT}.x (it exports {listed}): "
+            "no Shoal trigger runs it"
+        )
+    return kind == "job"
 
 
 def build_app(image: str, opts: AppOptions, *, source: str | None = None) -> WasmApp:

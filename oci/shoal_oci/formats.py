@@ -2,8 +2,9 @@
 
 (1) CNCF TAG-Runtime Wasm artifact: config `application/vnd.wasm.config.v0+json`, an `application/wasm`
     layer.
-(2) Spin: config is the locked app, layers `application/vnd.wasm.content.layer.v1+wasm`; the config's first
-    component names its layer by digest.
+(2) Spin: the locked app is the config (older Spin) or a layer beside an OCI image config (newer Spin);
+    layers `application/vnd.wasm.content.layer.v1+wasm`; its one component names its layer by digest
+    (`spinapp` says which Spin apps Shoal runs).
 (3) Docker+Wasm: an ordinary image; the module is the file at the config's Entrypoint inside a tar layer.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from . import digests
 from . import mediatypes as mt
 from .errors import NotWasm, OciError
+from .spinapp import SpinComponent, spin_component
 
 WASM_MAGIC = b"\0asm"
 CORE_MODULE_VERSION = b"\x01\x00\x00\x00"
@@ -66,6 +68,10 @@ class ModuleLocation:
     format: WasmFormat
     layers: tuple[Descriptor, ...]  # (the module layer,) or every tar layer, bottom first
     path: str | None = None  # image format only: the Entrypoint path
+    spin: SpinComponent | None = None  # Spin format: the component its locked app names
+    locked_app: Descriptor | None = None
+    """Spin format, newer layout: the layer with the locked app, to fetch and pass to `locate_spin`
+    (`layers` then holds every Wasm layer)."""
 
     @property
     def download_size(self) -> int:
@@ -124,18 +130,17 @@ def config_descriptor(manifest: Mapping[str, Any]) -> Descriptor:
     return Descriptor.from_json(manifest.get("config"), "manifest config")
 
 
-def _spin_named_digests(config: Mapping[str, Any]) -> list[str]:
-    """Layer digests named by the locked app's components (`components[].source.content.digest`)."""
-    found: list[str] = []
-    components = config.get("components")
-    if isinstance(components, Sequence):
-        for comp in components:
-            source = comp.get("source") if isinstance(comp, Mapping) else None
-            content = source.get("content") if isinstance(source, Mapping) else None
-            digest = content.get("digest") if isinstance(content, Mapping) else None
-            if isinstance(digest, str):
-                found.append(digest)
-    return found
+def locate_spin(spin_layers: Sequence[Descriptor], locked: Mapping[str, Any] | None) -> ModuleLocation:
+    """The layer of a Spin app's one component; without a locked app, the first Wasm layer."""
+    if locked is None:
+        return ModuleLocation(WasmFormat.SPIN, (spin_layers[0],))
+    component = spin_component(locked)
+    by_digest = {d.digest: d for d in spin_layers}
+    if component.digest not in by_digest:
+        raise NotWasm(
+            f"Spin component {component.id!r} names layer {component.digest}, which the manifest lacks"
+        )
+    return ModuleLocation(WasmFormat.SPIN, (by_digest[component.digest],), spin=component)
 
 
 def _entrypoint(config: Mapping[str, Any]) -> str:
@@ -163,9 +168,12 @@ def locate_module(manifest: Mapping[str, Any], config: Mapping[str, Any]) -> Mod
     if config_type == mt.SPIN_CONFIG or spin_layers:
         if not spin_layers:
             raise NotWasm("Spin application has no Wasm content layer")
-        by_digest = {d.digest: d for d in spin_layers}
-        named = [by_digest[d] for d in _spin_named_digests(config) if d in by_digest]
-        return ModuleLocation(WasmFormat.SPIN, ((named or spin_layers)[0],))
+        if config_type == mt.SPIN_CONFIG:
+            return locate_spin(spin_layers, config)
+        locked = [d for d in layers if d.media_type == mt.SPIN_CONFIG]
+        if locked:
+            return ModuleLocation(WasmFormat.SPIN, tuple(spin_layers), locked_app=locked[0])
+        return locate_spin(spin_layers, None)
     if tar_layers and len(tar_layers) == len(layers):
         return ModuleLocation(WasmFormat.DOCKER_IMAGE, tuple(tar_layers), path=_entrypoint(config))
     kinds = sorted({d.media_type for d in layers}) or ["no layers"]

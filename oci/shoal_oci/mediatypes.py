@@ -15,7 +15,8 @@ ACCEPT = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
 WASM_CONFIG = "application/vnd.wasm.config.v0+json"
 WASM_LAYER = "application/wasm"
 
-# (2) Spin applications (`spin registry push`).
+# (2) Spin applications (`spin registry push`). The locked app is the manifest's config (older Spin
+# releases) or a layer of this media type beside an OCI image config (newer ones).
 SPIN_CONFIG = "application/vnd.fermyon.spin.application.v1+config"
 SPIN_WASM_LAYER = "application/vnd.wasm.content.layer.v1+wasm"
 

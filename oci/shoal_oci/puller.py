@@ -175,6 +175,11 @@ class ArtifactPuller:
         )
         config_path = await self._blob(client, config_desc, MAX_CONFIG_BYTES, "config")
         location = formats.locate_module(manifest, formats.parse_json(config_path.read_bytes(), "config"))
+        if location.locked_app is not None:
+            locked = await self._blob(client, location.locked_app, MAX_CONFIG_BYTES, "Spin locked app")
+            location = formats.locate_spin(
+                location.layers, formats.parse_json(locked.read_bytes(), "locked app")
+            )
         if location.download_size > self.max_artifact_bytes:
             raise ArtifactTooLarge(
                 f"{ref} needs {location.download_size} bytes (manifest total {declared}); "

@@ -96,6 +96,48 @@ def wasm_config(
     return doc
 
 
+def spin_locked_app(app_name: str, component_digest: str, route: str = "/...") -> dict[str, Any]:
+    """The locked app of a one-component HTTP Spin app, in the shape `spin registry push` writes (the
+    component's source names its layer by digest; the origin of a local build is dropped)."""
+    return {
+        "spin_lock_version": 0,
+        "metadata": {"name": app_name, "version": "0.1.0", "trigger": {"type": "http"}},
+        "triggers": [
+            {
+                "id": f"trigger--{app_name}",
+                "trigger_type": "http",
+                "trigger_config": {"component": app_name, "route": route},
+            }
+        ],
+        "components": [
+            {"id": app_name, "source": {"content_type": "application/wasm", "digest": component_digest}}
+        ],
+    }
+
+
+def _spin_artifact(
+    wasm: bytes, app_name: str, stamp: str, notes: dict[str, str], *, locked_app_as_config: bool
+) -> Artifact:
+    """Spin's packaging: the component as a Wasm content layer and the locked app either as the
+    manifest's config (older Spin) or as a layer of its own beside an OCI image config that names it
+    in a label (newer Spin)."""
+    layer = Blob(mt.SPIN_WASM_LAYER, wasm)
+    locked = Blob(mt.SPIN_CONFIG, _json(spin_locked_app(app_name, layer.digest)))
+    notes.setdefault("org.opencontainers.image.title", app_name)
+    notes.setdefault("org.opencontainers.image.created", stamp)
+    if locked_app_as_config:
+        return Artifact((locked, layer), (_image_manifest(mt.OCI_MANIFEST, locked, [layer], notes),))
+    image_config = {
+        "architecture": "wasm",
+        "os": "wasip1",
+        "config": {"Labels": {"com.fermyon.spin.lockedAppDigest": locked.digest}},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }
+    config = Blob(mt.OCI_IMAGE_CONFIG, _json(image_config))
+    manifest = _image_manifest(mt.OCI_MANIFEST, config, [layer, locked], notes)
+    return Artifact((config, layer, locked), (manifest,))
+
+
 def _tar_layer(wasm: bytes, path: str, mtime: int) -> tuple[bytes, str]:
     """A gzipped tar holding only the module at `path`; returns (compressed, diff_id of the plain tar)."""
     buf = io.BytesIO()
@@ -118,8 +160,10 @@ def build(
     component: Mapping[str, Any] | None = None,
     app_name: str = "app",
     annotations: Mapping[str, str] | None = None,
+    spin_locked_app_as_config: bool = False,
 ) -> Artifact:
-    """Package `wasm`; `docker_media_types`/`as_index` only apply to the Docker+Wasm image format."""
+    """Package `wasm`; `docker_media_types`/`as_index` only apply to the Docker+Wasm image format,
+    `app_name` and `spin_locked_app_as_config` (older Spin's layout) to the Spin format."""
     fmt = WasmFormat(fmt)
     formats.check_wasm_bytes(wasm[:8], "input")
     stamp = _timestamp(created)
@@ -130,26 +174,7 @@ def build(
         notes.setdefault("org.opencontainers.image.created", stamp)
         return Artifact((config, layer), (_image_manifest(mt.OCI_MANIFEST, config, [layer], notes),))
     if fmt is WasmFormat.SPIN:
-        layer = Blob(mt.SPIN_WASM_LAYER, wasm)
-        locked_app = {
-            "spin_lock_version": 1,
-            "metadata": {"name": app_name, "origin": "shoal"},
-            "triggers": [
-                {
-                    "id": "trigger-main",
-                    "trigger_type": "http",
-                    "trigger_config": {"component": "main", "route": "/..."},
-                },
-            ],
-            "components": [
-                {
-                    "id": "main",
-                    "source": {"content_type": "application/wasm", "content": {"digest": layer.digest}},
-                },
-            ],
-        }
-        config = Blob(mt.SPIN_CONFIG, _json(locked_app))
-        return Artifact((config, layer), (_image_manifest(mt.OCI_MANIFEST, config, [layer], notes),))
+        return _spin_artifact(wasm, app_name, stamp, notes, locked_app_as_config=spin_locked_app_as_config)
 
     mtime = int((created or datetime.now(UTC)).timestamp())
     gz, diff_id = _tar_layer(wasm, entrypoint, mtime)

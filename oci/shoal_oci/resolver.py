@@ -12,9 +12,10 @@ import asyncio
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import digests
+from . import digests, formats
+from . import mediatypes as mt
 from .credentials import DockerConfig, credentials_for
 from .reference import Reference
 from .retry import RetryPolicy
@@ -67,6 +68,31 @@ class Resolver:
             body, _ = await self.call(lambda: client.get_manifest(tag, MAX_MANIFEST_BYTES), f"resolve {ref}")
             digest = digests.of_bytes(body)
         return digests.validate(digest)
+
+    async def wasm_config(self, ref: str, pull_secrets: Iterable[DockerConfig] = ()) -> dict[str, Any] | None:
+        """The CNCF Wasm config (`os`, `component.exports`, ...) of the artifact `ref` names, fetched
+        and verified; None for an artifact of another packaging (what `shoal scaffold` reads)."""
+        parsed = Reference.parse(ref)
+        client = self.client(parsed, list(pull_secrets))
+        target = parsed.digest or parsed.tag or "latest"
+        body, header = await self.call(
+            lambda: client.get_manifest(target, MAX_MANIFEST_BYTES), f"manifest {ref}"
+        )
+        manifest = formats.parse_json(body, f"manifest {ref}")
+        if formats.manifest_media_type(manifest, header) not in mt.IMAGE_MANIFESTS:
+            return None
+        config = formats.config_descriptor(manifest)
+        if config.media_type != mt.WASM_CONFIG or config.size > MAX_MANIFEST_BYTES:
+            return None
+
+        def fetch() -> bytes:
+            chunks: list[bytes] = []
+            client.fetch_blob(config.digest, chunks.append)
+            return b"".join(chunks)
+
+        data = await self.call(fetch, f"config of {ref}")
+        digests.check(data, config.digest, f"config of {ref}")
+        return formats.parse_json(data, f"config of {ref}")
 
     def client(self, ref: Reference, secrets: Iterable[DockerConfig] = ()) -> RegistryClient:
         plain = (

@@ -280,3 +280,11 @@ def app_status(
         ],
         conditions=conditions,
     )
+
+
+def placement_failure(status: WasmAppStatus | None) -> str | None:
+    """The Degraded condition's message while a placement has failed (PlacementFailed), else None."""
+    degraded = status.condition(CONDITION_DEGRADED) if status is not None else None
+    if degraded is None or degraded.status != "True" or degraded.reason != "PlacementFailed":
+        return None
+    return degraded.message

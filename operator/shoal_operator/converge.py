@@ -70,6 +70,11 @@ class Converge:
             problem=prep.problem,
             now=self.clock(),
         )
+        failure = adapt.placement_failure(status)
+        if failure and failure != adapt.placement_failure(app.status):
+            # A placement's agent refused the app (a load error, a bad artifact): say so once, as
+            # the Warning beside the Degraded condition that carries the same words.
+            await self.notify.warn(app, reason="PlacementFailed", message=failure)
         new = status.to_dict()
         old = app.status.to_dict() if app.status else None
         if new != old:

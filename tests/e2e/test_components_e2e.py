@@ -1,6 +1,8 @@
 """Components as WasmApps: a Python `wasi:http/proxy` component and a Python `wasi:cli/run` component
 pushed to the registry, placed by the operator, served by the agents' native listener and reached
-through the addresses the app's EndpointSlices publish."""
+through the addresses the app's EndpointSlices publish; a C core module made a `wasi:cli` component
+(WAGI and job); a Spin app in Spin's own packaging; a WASI preview 3 component refused with a
+condition and an Event that say why."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import redis
 
 from harness.agentproc import AgentProcess
 from harness.kubehttp import KubeHttp
-from harness.netcluster import apply_app, eventually, http_get, is_ready, slice_addresses
+from harness.netcluster import apply_app, condition, eventually, http_get, is_ready, slice_addresses
 from harness.operatorproc import OperatorProcess
 from localcluster.depservers import DependencyServers
 from localcluster.registry import Registry
@@ -34,7 +36,7 @@ RESOURCES = {"memory": "64Mi", "timeout": "10s"}
 
 
 @pytest.fixture
-def deploy_component(
+def apply_component(
     net_kube: KubeHttp,
     net_operator: OperatorProcess,
     net_agents: dict[str, AgentProcess],
@@ -42,17 +44,16 @@ def deploy_component(
     oci_registry: Registry,
     net_namespace: str,
     testnet: TestNet,
-) -> Callable[..., tuple[str, int]]:
-    """Push a component guest, apply it as an HTTP WasmApp `comp` on /c (plus `extra` spec fields),
-    wait until it is Ready (after `first`, say its dependency pod serving), and return its endpoint."""
+) -> Callable[..., None]:
+    """Push a component guest (in packaging `fmt`) and apply it as an HTTP WasmApp `comp` on /c
+    (plus `extra` spec fields)."""
 
-    def deploy(guest: str, first: Callable[[], object] | None = None, **extra: Any) -> tuple[str, int]:
+    def apply(guest: str, fmt: WasmFormat = WasmFormat.WASM_ARTIFACT, **extra: Any) -> None:
         image = f"{oci_registry.address}/net-e2e/{guest}:v1"
-        push_wasm(image, component_guests / f"{guest}.wasm", WasmFormat.WASM_ARTIFACT)
-        ns = net_namespace
+        push_wasm(image, component_guests / f"{guest}.wasm", fmt, app_name=guest)
         apply_app(
             net_kube,
-            ns,
+            net_namespace,
             "comp",
             {
                 "module": {"image": image},
@@ -63,6 +64,25 @@ def deploy_component(
                 **extra,
             },
         )
+
+    return apply
+
+
+@pytest.fixture
+def deploy_component(
+    apply_component: Callable[..., None], net_kube: KubeHttp, net_namespace: str
+) -> Callable[..., tuple[str, int]]:
+    """Apply a component guest as `comp`, wait until it is Ready (after `first`, say its dependency
+    pod serving), and return its endpoint."""
+
+    def deploy(
+        guest: str,
+        first: Callable[[], object] | None = None,
+        fmt: WasmFormat = WasmFormat.WASM_ARTIFACT,
+        **extra: Any,
+    ) -> tuple[str, int]:
+        apply_component(guest, fmt, **extra)
+        ns = net_namespace
         if first is not None:
             first()
         eventually(lambda: is_ready(net_kube, ns, "comp"), within=120, what=f"{guest} Ready")
@@ -93,6 +113,28 @@ def test_wasi_http_component_app(serve_component: Callable[[str, str], None]) ->
 
 def test_wasi_cli_component_app(serve_component: Callable[[str, str], None]) -> None:
     serve_component("cli-component-py", "Hello from a Python command component, args=[] path=/x")
+
+
+def test_wagi_by_a_c_module_made_a_wasi_cli_component(
+    serve_component: Callable[[str, str], None],
+) -> None:
+    """hello-c, built for wasm32-wasi and wrapped by `wasm-tools component new` with wasmtime's
+    command adapter: a `wasi:cli/run` component answering CGI over its stdio."""
+    serve_component("hello-c-component", "Hello from C, /x?y=1")
+
+
+def test_job_of_a_c_module_made_a_wasi_cli_component(
+    apply_component: Callable[..., None], net_kube: KubeHttp, net_namespace: str
+) -> None:
+    apply_component("job-c-component", trigger={"job": {"args": ["0", "from-e2e"], "backoffLimit": 0}})
+
+    def finished() -> list[dict[str, Any]]:
+        items = net_kube.get(f"/apis/shoal.dev/v1alpha1/namespaces/{net_namespace}/wasmplacements")["items"]
+        return [p["status"] for p in items if (p.get("status") or {}).get("exitCode") is not None]
+
+    (status,) = eventually(finished, within=90, what="the job's placement to record an exit code")
+    assert status["state"] == "Succeeded" and status["exitCode"] == 0, status
+    assert "job-c ran with 2 argument(s)\narg[1]=0\narg[2]=from-e2e" in status["output"], status
 
 
 def test_outbound_http_is_allowed_only_to_listed_hosts(
@@ -134,6 +176,36 @@ def test_outbound_http_is_allowed_only_to_listed_hosts(
     assert counted >= 2, counted
 
 
+def test_a_wasi_preview_3_component_is_refused_with_a_condition_and_an_event(
+    apply_component: Callable[..., None], net_kube: KubeHttp, net_namespace: str
+) -> None:
+    ns = net_namespace
+    apply_component("http-p3")
+
+    def failed() -> dict[str, Any] | None:
+        degraded = condition(net_kube, ns, "comp", "Degraded")
+        return degraded if degraded and degraded["reason"] == "PlacementFailed" else None
+
+    degraded = eventually(failed, within=90, what="Degraded=True, PlacementFailed")
+    assert degraded is not None
+    refusal = (
+        "WASI preview 3 (wasi:*@0.3.x, e.g. wasi:http@0.3.0) components are not supported by this data plane"
+    )
+    assert f"load: UnsupportedComponentError: {refusal}" in degraded["message"], degraded
+    assert "wasmtime 48" in degraded["message"], degraded
+    assert "it uses wasi:http/types@0.3.0, wasi:http/handler@0.3.0" in degraded["message"], degraded
+
+    def warnings() -> list[dict[str, Any]]:
+        events = net_kube.get(f"/api/v1/namespaces/{ns}/events")["items"]
+        return [
+            e for e in events if e["reason"] == "PlacementFailed" and e["involvedObject"]["name"] == "comp"
+        ]
+
+    (event,) = eventually(warnings, within=30, what="a PlacementFailed Event on the WasmApp")
+    assert event["type"] == "Warning" and refusal in event["message"], event
+    assert not is_ready(net_kube, ns, "comp")
+
+
 @pytest.fixture
 def redis_volume(net_kube: KubeHttp, net_namespace: str, tmp_path: Path) -> Iterator[None]:
     """The PersistentVolume an admin would make for the claim of app `comp`'s Redis (no provisioner
@@ -172,9 +244,12 @@ def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
         # it (a dependency pod waits on the PV controller and kube-scheduler: up to minutes here).
         return dependency_servers.wait_serving(namespace=ns, pod="comp-cache-0", timeout=240).ip
 
+    # Packaged as `spin registry push` does (the locked app in a layer of its own): the agent finds
+    # the one component the locked app names; its Spin route `/...` is not used, the app is on /c.
     address = deploy_component(
         "spin-counter-py",
         first=redis_serving,
+        fmt=WasmFormat.SPIN,
         dependencies=[{"name": "cache", "redis": {}}],
         variables=[
             {"name": "greeting", "valueFrom": {"secretKeyRef": {"name": "spin-vars", "key": "greeting"}}}

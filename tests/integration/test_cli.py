@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 from shoal_api import WasmApp  # noqa: E402
 from shoal_cli.__main__ import main  # noqa: E402
 from shoal_cli.scaffold import SOURCE_ANNOTATION  # noqa: E402
-from shoal_oci import ArtifactPuller, WasmFormat  # noqa: E402
+from shoal_oci import ArtifactPuller, Resolver, WasmFormat  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +71,28 @@ def test_scaffold_unknown_tag(oci_registry: Registry, capsys: pytest.CaptureFixt
     assert main(["scaffold", f"{oci_registry.address}/cli/missing:v9"]) == 2
     _, err = capsys.readouterr()
     assert err.startswith("shoal: cannot resolve") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("guest", "trigger"), [("cli-component-py", "job"), ("hello-component-py", "http")])
+def test_push_describes_a_component_and_scaffold_picks_its_trigger(
+    oci_registry: Registry,
+    component_guests: Path,
+    capsys: pytest.CaptureFixture[str],
+    guest: str,
+    trigger: str,
+) -> None:
+    ref = f"{oci_registry.address}/cli/{guest}:v1"
+    assert main(["push", str(component_guests / f"{guest}.wasm"), ref]) == 0
+    digest = capsys.readouterr().out.strip()
+    config = asyncio.run(Resolver().wasm_config(ref))
+    assert config is not None and config["os"] == "wasip2"
+    export = "wasi:cli/run@0.2.0" if trigger == "job" else "wasi:http/incoming-handler@0.2.0"
+    assert export in config["component"]["exports"]
+    assert "wasi:io/streams@0.2.0" in config["component"]["imports"]
+
+    assert main(["scaffold", ref]) == 0
+    text = capsys.readouterr().out
+    app = WasmApp.model_validate(yaml.safe_load(text))
+    assert app.spec.trigger.kind == trigger
+    assert app.spec.module.image == f"{oci_registry.address}/cli/{guest}@{digest}"
+    assert f"a component exporting {', '.join(config['component']['exports'])}" in text

@@ -14,6 +14,7 @@ from harness.loopback import request
 from harness.netcluster import eventually
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime
+from shoal_agent.runtime.errors import UnsupportedComponentError
 from shoal_agent.runtime.outcome import Outcome
 from shoal_agent.serving import Serving
 from shoal_api.egress import parse_allowed_host
@@ -130,3 +131,43 @@ def test_outbound_http_goes_only_where_the_allow_list_says(
     assert other.paths() == []
     row = next(r for r in runtime.plane.metrics() if r[1] == "fetch")
     assert row[6] >= 2  # the two calls that reached send_request; the bypass may fail earlier
+
+
+def test_a_wasi_preview_3_component_is_refused_at_load_saying_so(
+    runtime: WasmRuntime, component_guests: Path
+) -> None:
+    """What Spin SDK 4+ emits (`wasi:http@0.3.0`) is refused before compiling, by name, instead of
+    failing to link a `wasi:http/types@0.3.0` instance that this WASI 0.2 host never provides."""
+    wasm = (component_guests / "http-p3.wasm").read_bytes()
+    with pytest.raises(UnsupportedComponentError) as refused:
+        runtime.load_app(AppSpec("ns", "p3", limits=LIMITS), wasm)
+    message = str(refused.value)
+    assert message.startswith(
+        "WASI preview 3 (wasi:*@0.3.x, e.g. wasi:http@0.3.0) components are not supported"
+    )
+    assert "wasmtime 48, a WASI preview 2 host" in message
+    assert "it uses wasi:http/types@0.3.0, wasi:http/handler@0.3.0;" in message
+    assert "invalid WebAssembly module" not in message
+
+
+def test_a_c_module_made_a_wasi_cli_component_runs_as_a_job_and_a_wagi_route(
+    runtime: WasmRuntime, listening: tuple[Serving, int], component_guests: Path
+) -> None:
+    """C core modules (wasm32-wasi) wrapped by `wasm-tools component new` with wasmtime 48's command
+    adapter: about 55 KB each, `wasi:cli/run` components."""
+    job = runtime.load_app(AppSpec("ns", "cjob"), (component_guests / "job-c-component.wasm").read_bytes())
+    assert job.kind == "command"
+    r = job.invoke_sync(InvocationRequest(args=["0", "x"]))
+    assert (r.outcome, r.exit_code) == (Outcome.OK, 0), r
+    assert (
+        r.stdout == b"job-c ran with 2 argument(s)\narg[1]=0\narg[2]=x\n" and r.stderr == b"exiting with 0\n"
+    )
+    # WASI 0.2's exit takes ok or error only: any non-zero exit code of the C program becomes 1.
+    r = job.invoke_sync(InvocationRequest(args=["3"]))
+    assert (r.outcome, r.exit_code) == (Outcome.EXIT, 1), r
+    hello = runtime.load_app(
+        AppSpec("ns", "chello"), (component_guests / "hello-c-component.wasm").read_bytes()
+    )
+    s, port = listening
+    s.mount_http(hello, "/hc")
+    assert request(port, "GET", "/hc/x?a=b") == (200, "Hello from C, /x?a=b\n")

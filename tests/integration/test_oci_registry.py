@@ -27,13 +27,14 @@ from shoal_oci import (
     RegistryUnavailable,
     RetryPolicy,
     Unauthorized,
+    UnsupportedSpinApp,
     WasmFormat,
     build,
     push,
     push_wasm,
 )
 from shoal_oci import mediatypes as mt
-from shoal_oci.push import Artifact, Blob, Manifest
+from shoal_oci.push import Artifact, Blob, Manifest, spin_locked_app
 
 pytestmark = [
     pytest.mark.integration,
@@ -111,6 +112,7 @@ def blob_gets(reg: Registry, digest: str) -> int:
 FORMATS = [
     pytest.param(WasmFormat.WASM_ARTIFACT, {}, id="cncf-artifact"),
     pytest.param(WasmFormat.SPIN, {}, id="spin"),
+    pytest.param(WasmFormat.SPIN, {"spin_locked_app_as_config": True}, id="spin-locked-app-config"),
     pytest.param(WasmFormat.DOCKER_IMAGE, {}, id="docker-wasm-oci"),
     pytest.param(WasmFormat.DOCKER_IMAGE, {"as_index": True}, id="docker-wasm-oci-index"),
     pytest.param(
@@ -342,3 +344,29 @@ def test_registry_describes_itself_and_stops_by_pid(tmp_path: Path) -> None:
     finally:
         Registry.stop_described(info)
     assert not pid_alive(info["pid"])
+
+
+async def test_a_spin_app_of_two_components_is_refused_naming_them(
+    registry: Registry, puller: ArtifactPuller
+) -> None:
+    """Newer Spin's layout (the locked app in a layer of its own) with two components: the pull
+    fetches the locked app and refuses before downloading any Wasm layer."""
+    web, api = Blob(mt.SPIN_WASM_LAYER, module("web")), Blob(mt.SPIN_WASM_LAYER, module("api"))
+    doc = spin_locked_app("shop", web.digest)
+    doc["components"].append(
+        {"id": "api", "source": {"content_type": "application/wasm", "digest": api.digest}}
+    )
+    locked = Blob(mt.SPIN_CONFIG, json.dumps(doc).encode())
+    config = Blob(mt.OCI_IMAGE_CONFIG, b'{"architecture":"wasm","os":"wasip1"}')
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [web.descriptor(), api.descriptor(), locked.descriptor()],
+    }
+    image = Manifest(mt.OCI_MANIFEST, json.dumps(manifest).encode())
+    ref = f"{registry.address}/spin/shop:v1"
+    await asyncio.to_thread(push, ref, Artifact((config, web, api, locked), (image,)))
+    with pytest.raises(UnsupportedSpinApp, match=r"Spin app 'shop' has 2 components \(shop, api\)"):
+        await puller.pull(ref)
+    assert blob_gets(registry, web.digest) == blob_gets(registry, api.digest) == 0

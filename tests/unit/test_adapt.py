@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from shoal_api import WasmApp
-from shoal_operator.adapt import unbound_dependencies
+from shoal_api.meta import Condition
+from shoal_api.wasmapp import WasmAppStatus
+from shoal_operator.adapt import placement_failure, unbound_dependencies
 from shoal_operator.cache import ClusterCache, DependencyPod
 
 pytestmark = pytest.mark.unit
@@ -65,3 +69,21 @@ def test_pinned_digest_is_what_live_placements_of_the_same_image_run() -> None:
     )
     assert pinned_digest(a, [placement("n1", d1), placement("n2", d2, deleting=True)]) == d1
     assert pinned_digest(a, [placement("n1", d1, image="r/other:v1")]) is None
+
+
+def test_placement_failure_is_the_degraded_message_while_a_placement_failed() -> None:
+    """What converge sends once as a PlacementFailed Warning: a new message makes a new Event."""
+
+    def degraded(status: str, reason: str, message: str) -> WasmAppStatus:
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        cond = Condition(
+            type="Degraded", status=status, reason=reason, message=message, last_transition_time=when
+        )
+        return WasmAppStatus(conditions=[cond])
+
+    refused = "1 placement(s) failed; node-a: load: LoadError: WASI preview 3 ..."
+    assert placement_failure(degraded("True", "PlacementFailed", refused)) == refused
+    assert placement_failure(degraded("True", "AgentLost", "agent heartbeat expired")) is None
+    assert placement_failure(degraded("False", "AsExpected", "")) is None
+    assert placement_failure(WasmAppStatus()) is None
+    assert placement_failure(None) is None

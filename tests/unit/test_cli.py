@@ -11,8 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 from shoal_api import WasmApp  # noqa: E402
 from shoal_cli.__main__ import main  # noqa: E402
+from shoal_cli.component import read_world, trigger_for  # noqa: E402
+from shoal_cli.errors import CliError  # noqa: E402
 from shoal_cli.push import repository_of  # noqa: E402
-from shoal_cli.scaffold import SOURCE_ANNOTATION  # noqa: E402
+from shoal_cli.scaffold import SOURCE_ANNOTATION, is_job  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -143,3 +145,40 @@ def test_scaffold_invalid_options(capsys: pytest.CaptureFixture[str], args: list
 def test_scaffold_unreachable_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scaffold", "127.0.0.1:1/demo/app:v1"]) == 2
     assert "registry unreachable" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("guest", "export", "trigger"),
+    [
+        ("hello-component-py", "wasi:http/incoming-handler@0.2.0", "http"),
+        ("spin-counter-py", "wasi:http/incoming-handler@0.2.0", "http"),
+        ("cli-component-py", "wasi:cli/run@0.2.0", "job"),
+        ("http-p3", "wasi:http/handler@0.3.0", None),
+    ],
+)
+def test_a_components_world_is_read_with_wasm_tools(
+    component_guests: Path, guest: str, export: str, trigger: str | None
+) -> None:
+    world = read_world(component_guests / f"{guest}.wasm")
+    assert export in world.exports
+    assert trigger_for(world.exports) == trigger
+    if guest == "http-p3":
+        assert world.imports == ("wasi:http/types@0.3.0",)
+    else:
+        assert "wasi:cli/environment@0.2.0" in world.imports and "wasi:io/streams@0.2.0" in world.imports
+    assert world.to_config() == {"exports": list(world.exports), "imports": list(world.imports)}
+
+
+def test_a_core_module_is_not_a_readable_component(tmp_path: Path) -> None:
+    path = tmp_path / "core.wasm"
+    path.write_bytes(MODULE)
+    with pytest.raises(CliError, match="not a readable component"):
+        read_world(path)
+
+
+def test_scaffold_picks_the_trigger_the_exports_support() -> None:
+    assert is_job(["wasi:cli/run@0.2.0"]) is True
+    assert is_job(["wasi:http/incoming-handler@0.2.3"]) is False
+    assert is_job(None) is False  # a core module, or an artifact that does not say: WAGI over HTTP
+    with pytest.raises(CliError, match=r"exports neither .* \(it exports wasi:http/handler@0.3.0\)"):
+        is_job(["wasi:http/handler@0.3.0"])

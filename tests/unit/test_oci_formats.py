@@ -8,15 +8,17 @@ from typing import Any
 
 import pytest
 
-from shoal_oci import NotWasm, WasmFormat, build
+from shoal_oci import NotWasm, UnsupportedSpinApp, WasmFormat, build
 from shoal_oci import mediatypes as mt
 from shoal_oci.formats import (
     check_wasm_bytes,
     locate_module,
+    locate_spin,
     manifest_media_type,
     select_wasm_manifest,
 )
-from shoal_oci.push import Artifact
+from shoal_oci.push import Artifact, spin_locked_app
+from shoal_oci.spinapp import spin_component
 
 pytestmark = pytest.mark.unit
 
@@ -65,22 +67,85 @@ def test_spin_uses_the_layer_the_config_names() -> None:
         "layers": [
             {"mediaType": mt.SPIN_WASM_LAYER, "digest": first, "size": 8},
             {
-                "mediaType": "application/vnd.fermyon.spin.application.v1+data",
+                "mediaType": "application/vnd.wasm.content.layer.v1+data",
                 "digest": _digest(3),
                 "size": 5,
             },
             {"mediaType": mt.SPIN_WASM_LAYER, "digest": named, "size": 8},
         ],
     }
-    config = {"components": [{"id": "web", "source": {"content": {"digest": named}}}]}
-    assert locate_module(manifest, config).layers[0].digest == named
-    assert locate_module(manifest, {"components": []}).layers[0].digest == first
+    # Spin flattens the content reference into `source`; Shoal's own builder once nested it.
+    for source in ({"content_type": "application/wasm", "digest": named}, {"content": {"digest": named}}):
+        config = {"components": [{"id": "web", "source": source}]}
+        assert locate_module(manifest, config).layers[0].digest == named
+    with pytest.raises(NotWasm, match="lists no components"):
+        locate_module(manifest, {"components": []})
+    gone = {"components": [{"id": "web", "source": {"digest": _digest(7)}}]}
+    with pytest.raises(NotWasm, match=r"names layer sha256:0+7, which the manifest lacks"):
+        locate_module(manifest, gone)
 
 
-def test_spin_built_by_push_round_trips() -> None:
-    artifact = build(MODULE, WasmFormat.SPIN)
-    loc = locate_module(*_docs(artifact))
-    assert loc.format is WasmFormat.SPIN and loc.layers[0].digest == artifact.blobs[1].digest
+@pytest.mark.parametrize("as_config", [False, True], ids=["locked-app-layer", "locked-app-config"])
+def test_spin_built_by_push_round_trips(as_config: bool) -> None:
+    artifact = build(COMPONENT, WasmFormat.SPIN, app_name="counter", spin_locked_app_as_config=as_config)
+    manifest, config = _docs(artifact)
+    wasm = next(b for b in artifact.blobs if b.media_type == mt.SPIN_WASM_LAYER)
+    loc = locate_module(manifest, config)
+    assert loc.format is WasmFormat.SPIN
+    if as_config:
+        assert manifest["config"]["mediaType"] == mt.SPIN_CONFIG
+    else:
+        # Newer Spin: an OCI image config that names the locked app, which is a layer to fetch.
+        assert manifest["config"]["mediaType"] == mt.OCI_IMAGE_CONFIG
+        assert loc.locked_app is not None and loc.locked_app.media_type == mt.SPIN_CONFIG
+        assert config["config"]["Labels"]["com.fermyon.spin.lockedAppDigest"] == loc.locked_app.digest
+        locked = next(b for b in artifact.blobs if b.digest == loc.locked_app.digest)
+        loc = locate_spin(loc.layers, json.loads(locked.data))
+    assert loc.layers[0].digest == wasm.digest
+    assert loc.spin is not None and (loc.spin.app, loc.spin.id, loc.spin.route) == (
+        "counter",
+        "counter",
+        "/...",
+    )
+
+
+def _locked(**changes: Any) -> dict[str, Any]:
+    return {**spin_locked_app("shop", _digest(1)), **changes}
+
+
+@pytest.mark.parametrize(
+    ("locked", "reason"),
+    [
+        (
+            _locked(
+                components=[{"id": "web", "source": {"digest": _digest(1)}}, {"id": "api", "source": {}}]
+            ),
+            "Spin app 'shop' has 2 components (web, api); Shoal runs a Spin app of one component",
+        ),
+        (
+            _locked(triggers=[{"id": "t", "trigger_type": "redis", "trigger_config": {"component": "shop"}}]),
+            "Spin app 'shop' has a redis trigger; Shoal runs Spin HTTP apps only",
+        ),
+        (
+            _locked(metadata={"name": "shop", "trigger": {"type": "cron"}}),
+            "has a cron trigger",
+        ),
+        (
+            _locked(
+                components=[{"id": "shop", "source": {"digest": _digest(1)}, "dependencies": {"a:b/c": {}}}]
+            ),
+            "Spin component 'shop' has component dependencies (a:b/c) that are not composed",
+        ),
+    ],
+    ids=["two-components", "redis-trigger", "app-trigger-type", "dependencies"],
+)
+def test_spin_apps_that_are_not_one_http_component_are_refused_saying_why(
+    locked: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(UnsupportedSpinApp) as err:
+        spin_component(locked)
+    assert reason in str(err.value)
+    assert not err.value.retryable
 
 
 @pytest.mark.parametrize("docker_types", [False, True])

@@ -116,6 +116,7 @@ impl ModuleCache {
             Some(m) => (m, CompileResult::CacheLoad),
             None => {
                 let m = if component {
+                    crate::preview3::refuse(wasm)?;
                     Artifact::Component(Component::new(&self.engine, wasm)?)
                 } else {
                     Artifact::Module(Module::new(&self.engine, wasm)?)

@@ -14,6 +14,7 @@ pub mod invoke;
 pub mod lane;
 pub mod metrics;
 pub mod pipes;
+pub mod preview3;
 mod python;
 pub mod reaper;
 pub mod router;

@@ -15,6 +15,13 @@ class InvalidWasmError(LoadError):
     """The artifact looks like Wasm but wasmtime rejected it."""
 
 
+class UnsupportedComponentError(InvalidWasmError):
+    """A valid component this data plane cannot run: a WASI preview 3 one (Spin SDK 4+)."""
+
+    PREFIX = "WASI preview 3"
+    """How the data plane's refusal of such a component begins (dataplane/src/preview3.rs)."""
+
+
 class DigestMismatchError(LoadError):
     """The bytes do not hash to the digest they were published under."""
 

@@ -18,7 +18,7 @@ import shoal_dataplane
 
 from .app import AppSpec, InvocationRequest, LoadedApp
 from .engine import EngineSettings
-from .errors import DigestMismatchError, InvalidWasmError
+from .errors import DigestMismatchError, InvalidWasmError, UnsupportedComponentError
 from .hostfuncs import HostFunctionRegistry
 from .metrics import LATENCY_BUCKETS, NativeRow, RuntimeMetrics
 from .module_cache import check_wasm_bytes, normalize_digest, sha256_digest
@@ -88,6 +88,8 @@ class WasmRuntime:
         try:
             compiled = self.plane.compile(wasm, actual)  # hashed once: the data plane's cache key
         except ValueError as e:
+            if str(e).startswith(UnsupportedComponentError.PREFIX):
+                raise UnsupportedComponentError(str(e)) from e
             raise InvalidWasmError(f"invalid WebAssembly module: {e}") from e
         app_metrics = self.metrics.for_app(spec.namespace, spec.name)
         if compiled.result != "memory":
