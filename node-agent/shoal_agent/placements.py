@@ -12,6 +12,9 @@ one keeps serving and the status says Failed for the new template.
 Jobs: while running, state Ready with ready=true; success stays Ready (exitCode 0, condition
 Complete=True); exhausting backoffLimit is Failed (condition Complete=False). A finished job is not
 re-run when the agent restarts (its status already records the outcome for this template).
+
+Schedules: Ready while the loop runs (triggers/schedule.py); each run a fresh instance, its record
+(times, outcome, exit code, output tail) kept in status.runs, the latest few, across restarts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -32,6 +36,7 @@ from shoal_api.backoff import Backoff, Retry
 from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
 from shoal_api.egress import parse_allowed_host
 from shoal_api.naming import node_selector
+from shoal_api.schedule import latest_runs, parse_schedule, schedule_problem
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
 from shoal_api.wasmplacement import WasmPlacement, WasmPlacementStatus
@@ -46,7 +51,7 @@ from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, Lo
 from .secrets import MissingReference, SecretReader
 from .serving import Serving
 from .status import StatusPump, transition, with_job_condition
-from .triggers import JobSpec, run_job
+from .triggers import Due, Finished, JobSpec, ScheduleRunner, Waiting, run_job
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,10 @@ def _job_result(result: InvocationResult) -> str:
     if result.outcome is Outcome.OK:
         return "exited with code 0"
     return result.message or result.outcome.value.replace("_", " ")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _tail(result: InvocationResult) -> str:
@@ -224,8 +233,12 @@ class PlacementWorker:
     async def _load(self, placement: WasmPlacement, wanted: str) -> RunningApp:
         ctx, spec, ns = self.ctx, placement.spec, self.namespace
         kind = spec.trigger.kind
-        if kind not in ("http", "job") and kind not in ctx.trigger_factories:
+        if kind not in ("http", "job", "schedule") and kind not in ctx.trigger_factories:
             raise PlacementError(f"trigger kind {kind!r} is not available on this agent", retryable=False)
+        if spec.trigger.schedule is not None:
+            problem = schedule_problem(spec.trigger.schedule.cron, spec.trigger.schedule.time_zone)
+            if problem is not None:
+                raise PlacementError(problem, retryable=False)
         reference = spec.module.reference
         self._set("Pulling", False, f"pulling {reference}")
         pull_secrets = await ctx.secrets.pull_secrets(ns, spec.module.image_pull_secrets)
@@ -311,6 +324,10 @@ class PlacementWorker:
             self.active = new
             if trigger.job is not None:
                 new.job_task = asyncio.create_task(self._run_job(placement, new), name=f"job-{self.name}")
+            elif trigger.schedule is not None:
+                new.job_task = asyncio.create_task(
+                    self._run_schedule(placement, new), name=f"schedule-{self.name}"
+                )
             else:
                 factory = ctx.trigger_factories[trigger.kind]
                 raw = trigger.to_dict().get(trigger.kind) or {}
@@ -358,6 +375,49 @@ class PlacementWorker:
                 self.status, complete=False, reason="BackoffLimitExceeded", message=message
             )
         self.pump.publish(self.status)
+
+    async def _run_schedule(self, placement: WasmPlacement, app: RunningApp) -> None:
+        trigger = placement.spec.trigger.schedule
+        assert trigger is not None
+        schedule = parse_schedule(trigger.cron, trigger.time_zone)
+        what = f"schedule {schedule.expression} ({schedule.zone_name}, {trigger.concurrency_policy})"
+        last = "no run yet"
+        due: datetime | None = None
+
+        def report(event: Due | Finished | Waiting) -> None:
+            nonlocal last, due
+            fields: dict[str, Any] = {}
+            if isinstance(event, Waiting):
+                due = event.due
+            elif isinstance(event, Due) and event.started:
+                fields = {"last_schedule_time": event.due, "active_runs": event.active}
+                last = f"run of {_when(event.due)} started"
+            elif isinstance(event, Finished):
+                run = event.run
+                fields = {"runs": latest_runs(self.status.runs or [], [run]), "active_runs": event.active}
+                words = "exited with code 0" if run.succeeded else run.outcome.replace("_", " ")
+                if not run.succeeded and run.exit_code is not None:
+                    words = f"exited with code {run.exit_code}"
+                last = f"run of {_when(run.schedule_time)} {words}"
+            else:
+                last = (
+                    f"skipped the run of {_when(event.due)}: {event.active} still running"
+                    " (concurrencyPolicy Forbid)"
+                )
+            upcoming = f"next run at {_when(due)}" if due is not None else "no next run"
+            self._set("Ready", True, f"{what}: {upcoming}; {last}", **fields)
+
+        runner = ScheduleRunner(
+            schedule,
+            trigger.concurrency_policy,
+            app.invoker,
+            report,
+            node=self.ctx.cfg.node_name,
+            args=tuple(trigger.args),
+            max_wait_s=placement.spec.limits.timeout_ms / 1000,
+        )
+        self._set("Ready", True, f"{what}: starting", active_runs=0)
+        await runner.run()
 
     async def _retire(self, old: RunningApp, grace: float | None = None) -> None:
         """Stop its trigger, let in-flight invocations finish (bounded), then unload."""
