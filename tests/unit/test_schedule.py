@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from localcluster import examples
 from shoal_agent.runtime.app import InvocationRequest
 from shoal_agent.runtime.outcome import InvocationResult, Outcome
 from shoal_agent.triggers.schedule import (
@@ -393,3 +394,11 @@ async def test_operator_refuses_a_schedule_croniter_cannot_read_with_a_condition
     scheduled = status.condition("Scheduled")
     assert scheduled is not None and scheduled.status == "False" and scheduled.reason == "InvalidSchedule"
     assert scheduled.message is not None and "can never occur" in scheduled.message
+
+
+def test_the_example_schedule_is_a_valid_wasmapp_croniter_reads() -> None:
+    [doc] = examples.manifests(examples.EXAMPLES_DIR / "schedule.yaml", "registry.test:5000")
+    app = WasmApp.from_k8s(doc)
+    schedule = app.spec.trigger.schedule
+    assert schedule is not None and schedule.concurrency_policy == "Forbid"
+    assert parse_schedule(schedule.cron, schedule.time_zone).next_after(at(1)) == at(10)
