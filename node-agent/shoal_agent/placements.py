@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -36,7 +35,7 @@ from shoal_api.backoff import Backoff, Retry
 from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
 from shoal_api.egress import parse_allowed_host
 from shoal_api.naming import node_selector
-from shoal_api.schedule import latest_runs, parse_schedule, schedule_problem
+from shoal_api.schedule import parse_schedule, schedule_problem
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
 from shoal_api.wasmplacement import WasmPlacement, WasmPlacementStatus
@@ -51,7 +50,7 @@ from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, Lo
 from .secrets import MissingReference, SecretReader
 from .serving import Serving
 from .status import StatusPump, transition, with_job_condition
-from .triggers import Due, Finished, JobSpec, ScheduleRunner, Waiting, run_job
+from .triggers import Due, Finished, JobSpec, ScheduleRunner, ScheduleView, Waiting, run_job
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +109,6 @@ def _job_result(result: InvocationResult) -> str:
     if result.outcome is Outcome.OK:
         return "exited with code 0"
     return result.message or result.outcome.value.replace("_", " ")
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _tail(result: InvocationResult) -> str:
@@ -380,32 +375,12 @@ class PlacementWorker:
         trigger = placement.spec.trigger.schedule
         assert trigger is not None
         schedule = parse_schedule(trigger.cron, trigger.time_zone)
-        what = f"schedule {schedule.expression} ({schedule.zone_name}, {trigger.concurrency_policy})"
-        last = "no run yet"
-        due: datetime | None = None
+        view = ScheduleView.of(schedule, trigger.concurrency_policy)
 
         def report(event: Due | Finished | Waiting) -> None:
-            nonlocal last, due
-            fields: dict[str, Any] = {}
-            if isinstance(event, Waiting):
-                due = event.due
-            elif isinstance(event, Due) and event.started:
-                fields = {"last_schedule_time": event.due, "active_runs": event.active}
-                last = f"run of {_when(event.due)} started"
-            elif isinstance(event, Finished):
-                run = event.run
-                fields = {"runs": latest_runs(self.status.runs or [], [run]), "active_runs": event.active}
-                words = "exited with code 0" if run.succeeded else run.outcome.replace("_", " ")
-                if not run.succeeded and run.exit_code is not None:
-                    words = f"exited with code {run.exit_code}"
-                last = f"run of {_when(run.schedule_time)} {words}"
-            else:
-                last = (
-                    f"skipped the run of {_when(event.due)}: {event.active} still running"
-                    " (concurrencyPolicy Forbid)"
-                )
-            upcoming = f"next run at {_when(due)}" if due is not None else "no next run"
-            self._set("Ready", True, f"{what}: {upcoming}; {last}", **fields)
+            nonlocal view
+            view, fields = view.observe(event, self.status.runs or [])
+            self._set("Ready", True, view.message, **fields)
 
         runner = ScheduleRunner(
             schedule,
@@ -416,7 +391,7 @@ class PlacementWorker:
             args=tuple(trigger.args),
             max_wait_s=placement.spec.limits.timeout_ms / 1000,
         )
-        self._set("Ready", True, f"{what}: starting", active_runs=0)
+        self._set("Ready", True, view.message, active_runs=0)
         await runner.run()
 
     async def _retire(self, old: RunningApp, grace: float | None = None) -> None:

@@ -18,6 +18,7 @@ from shoal_agent.triggers.schedule import (
     Due,
     Finished,
     ScheduleRunner,
+    ScheduleView,
     Waiting,
     following,
     may_start,
@@ -402,3 +403,23 @@ def test_the_example_schedule_is_a_valid_wasmapp_croniter_reads() -> None:
     schedule = app.spec.trigger.schedule
     assert schedule is not None and schedule.concurrency_policy == "Forbid"
     assert parse_schedule(schedule.cron, schedule.time_zone).next_after(at(1)) == at(10)
+
+
+def test_the_placement_status_tells_the_next_time_and_the_latest_news() -> None:
+    view = ScheduleView.of(parse_schedule("*/3 * * * * *"), "Forbid")
+    assert view.message == "schedule */3 * * * * * (UTC, Forbid): starting; no run yet"
+    view, fields = view.observe(Waiting(at(3)), [])
+    assert fields == {} and "next run at 2026-03-01T12:00:03Z; no run yet" in view.message
+    view, fields = view.observe(Due(at(3), 1, started=True), [])
+    assert fields == {"last_schedule_time": at(3), "active_runs": 1}
+    assert view.message.endswith("; run of 2026-03-01T12:00:03Z started")
+    view, fields = view.observe(Due(at(6), 1, started=False), [])
+    assert fields == {}
+    assert view.last == "skipped the run of 2026-03-01T12:00:06Z: 1 still running (concurrencyPolicy Forbid)"
+    history = [run(s) for s in range(MAX_RUNS)]
+    failed = record("n1", at(9), at(9), at(11), InvocationResult(Outcome.EXIT, exit_code=3))
+    view, fields = view.observe(Finished(failed, 0), history)
+    assert fields["active_runs"] == 0 and fields["runs"][-1] == failed and len(fields["runs"]) == MAX_RUNS
+    assert view.last == "run of 2026-03-01T12:00:09Z exited with code 3"
+    timeout = record("n1", at(9), at(9), at(10), InvocationResult(Outcome.TIMEOUT))
+    assert view.observe(Finished(timeout, 0), [])[0].last == "run of 2026-03-01T12:00:09Z timeout"

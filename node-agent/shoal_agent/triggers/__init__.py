@@ -4,7 +4,7 @@ others plug in via `Trigger`."""
 from .base import Invoker, Trigger
 from .http import HttpRoute, HttpRouter, HttpTarget
 from .job import JobResult, JobSpec, run_job
-from .schedule import Due, Finished, ScheduleRunner, Waiting
+from .schedule import Due, Finished, ScheduleRunner, ScheduleView, Waiting
 
 __all__ = [
     "Due",
@@ -16,6 +16,7 @@ __all__ = [
     "JobResult",
     "JobSpec",
     "ScheduleRunner",
+    "ScheduleView",
     "Trigger",
     "Waiting",
     "run_job",

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from shoal_api.schedule import CronSchedule, output_tail
+from shoal_api.schedule import CronSchedule, latest_runs, output_tail
 from shoal_api.wasmapp import ScheduledRun
 
 from ..runtime.app import InvocationRequest
@@ -84,6 +84,52 @@ class Waiting:
 
 
 Report = Callable[[Due | Finished | Waiting], None]
+
+
+def when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ended(run: ScheduledRun) -> str:
+    """How a run ended, in words: "exited with code 3", "timeout"."""
+    if run.exit_code is not None:
+        return f"exited with code {run.exit_code}"
+    return run.outcome.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """What the placement's status says about its schedule: the next time and the latest news."""
+
+    what: str
+    due: datetime | None = None
+    last: str = "no run yet"
+
+    @classmethod
+    def of(cls, schedule: CronSchedule, policy: ConcurrencyPolicy) -> ScheduleView:
+        return cls(f"schedule {schedule.expression} ({schedule.zone_name}, {policy})")
+
+    @property
+    def message(self) -> str:
+        upcoming = f"next run at {when(self.due)}" if self.due is not None else "starting"
+        return f"{self.what}: {upcoming}; {self.last}"
+
+    def observe(
+        self, event: Due | Finished | Waiting, runs: Sequence[ScheduledRun]
+    ) -> tuple[ScheduleView, dict[str, Any]]:
+        """The view after `event`, and the status fields it sets (`runs`: the placement's so far)."""
+        if isinstance(event, Waiting):
+            return replace(self, due=event.due), {}
+        if isinstance(event, Finished):
+            fields = {"runs": latest_runs(runs, [event.run]), "active_runs": event.active}
+            return replace(self, last=f"run of {when(event.run.schedule_time)} {ended(event.run)}"), fields
+        if event.started:
+            fields = {"last_schedule_time": event.due, "active_runs": event.active}
+            return replace(self, last=f"run of {when(event.due)} started"), fields
+        skipped = (
+            f"skipped the run of {when(event.due)}: {event.active} still running (concurrencyPolicy Forbid)"
+        )
+        return replace(self, last=skipped), {}
 
 
 def utcnow() -> datetime:
