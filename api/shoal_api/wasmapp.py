@@ -114,9 +114,10 @@ class ScheduleTrigger(WithArgs):
     """IANA time zone the fields are read in (e.g. Europe/Berlin), as a CronJob's `timeZone`;
     UTC when unset. Daylight-saving changes are croniter's: a skipped hour does not run."""
     concurrency_policy: Literal["Allow", "Forbid"] = "Allow"
-    """Allow: a run starts at its time even if the previous one is still running. Forbid: that
-    time is skipped (the placement's message says so). CronJob's Replace is not offered: a running
-    guest can only be stopped by its timeout."""
+    """Allow: a run starts at its time even if the previous one is still running (up to
+    resources.maxConcurrency runs at once on a replica). Forbid: that time is skipped while a run
+    is on (the placement's message says so). CronJob's Replace is not offered: a running guest can
+    only be stopped by its timeout."""
 
 
 class ScheduledRun(KubeModel):

@@ -390,6 +390,7 @@ class PlacementWorker:
             node=self.ctx.cfg.node_name,
             args=tuple(trigger.args),
             max_wait_s=placement.spec.limits.timeout_ms / 1000,
+            max_active=placement.spec.limits.max_concurrency,
         )
         self._set("Ready", True, view.message, active_runs=0)
         await runner.run()

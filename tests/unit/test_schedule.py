@@ -167,8 +167,9 @@ def test_record_of_a_finished_run() -> None:
 
 
 def test_forbid_skips_while_a_run_is_active_and_allow_never_does() -> None:
-    assert may_start("Forbid", 0) and not may_start("Forbid", 1)
-    assert may_start("Allow", 0) and may_start("Allow", 3)
+    assert may_start("Forbid", 0, 64) and not may_start("Forbid", 1, 64)
+    assert may_start("Allow", 0, 64) and may_start("Allow", 3, 64)
+    assert not may_start("Allow", 64, 64) and may_start("Allow", 0, 0)  # the app's maxConcurrency
 
 
 def test_times_slept_through_are_skipped_not_caught_up() -> None:
@@ -245,6 +246,7 @@ def runner_for(cron: str, policy: Any, guest: Guest, events: list[Any], time: Fa
         node="n1",
         args=("0", "x"),
         max_wait_s=5.0,
+        max_active=3,
         clock=time.clock,
         sleep=time.sleep,
     )
@@ -266,16 +268,17 @@ async def test_allow_starts_every_run_and_records_each() -> None:
     assert guest.requests[0] == InvocationRequest(args=("0", "x"), max_wait_s=5.0)  # each run a fresh call
 
 
-async def test_allow_overlaps_and_cancelling_the_loop_cancels_its_runs() -> None:
+async def test_allow_overlaps_up_to_max_concurrency_and_cancelling_the_loop_cancels_its_runs() -> None:
     time, events = FakeTime(), list[Any]()
     guest = Guest(time, InvocationResult(Outcome.OK), block=True)
     task = asyncio.create_task(runner_for("* * * * * *", "Allow", guest, events, time).run())
-    await until(lambda: len(started(events)) >= 3)
-    assert [e.active for e in started(events)][:3] == [1, 2, 3]
+    await until(lambda: len(skipped(events)) >= 2)
+    assert [e.active for e in started(events)] == [1, 2, 3]  # max_active=3: then times are skipped
+    assert all(e.active == 3 for e in skipped(events))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert guest.cancelled == len(guest.requests) >= 3
+    assert guest.cancelled == len(guest.requests) == 3
     assert not any(isinstance(e, Finished) for e in events)  # an interrupted run is not recorded
 
 
@@ -416,6 +419,8 @@ def test_the_placement_status_tells_the_next_time_and_the_latest_news() -> None:
     view, fields = view.observe(Due(at(6), 1, started=False), [])
     assert fields == {}
     assert view.last == "skipped the run of 2026-03-01T12:00:06Z: 1 still running (concurrencyPolicy Forbid)"
+    allow = ScheduleView.of(parse_schedule("*/3 * * * * *"), "Allow")
+    assert allow.observe(Due(at(6), 64, started=False), [])[0].last.endswith("(resources.maxConcurrency)")
     history = [run(s) for s in range(MAX_RUNS)]
     failed = record("n1", at(9), at(9), at(11), InvocationResult(Outcome.EXIT, exit_code=3))
     view, fields = view.observe(Finished(failed, 0), history)

@@ -27,9 +27,11 @@ MAX_SLEEP_SECONDS = 30.0
 """Sleep at most this long before looking at the wall clock again (it may have been stepped)."""
 
 
-def may_start(policy: ConcurrencyPolicy, active: int) -> bool:
-    """Forbid skips a run while the previous one still runs; Allow always starts it."""
-    return policy == "Allow" or active == 0
+def may_start(policy: ConcurrencyPolicy, active: int, limit: int) -> bool:
+    """Forbid skips a run while the previous one still runs; Allow starts it unless `limit` (the
+    app's maxConcurrency) runs are on already: a guest slower than its schedule must not pile up
+    runs waiting for a slot without end."""
+    return active == 0 or (policy == "Allow" and active < limit)
 
 
 def following(schedule: CronSchedule, due: datetime, now: datetime) -> datetime:
@@ -64,7 +66,7 @@ def record(
 
 @dataclass(frozen=True)
 class Due:
-    """A run time came: the run started, or (Forbid) was skipped; `active` counts the runs now on."""
+    """A run time came: the run started, or was skipped; `active` counts the runs now on."""
 
     due: datetime
     active: int
@@ -102,12 +104,13 @@ class ScheduleView:
     """What the placement's status says about its schedule: the next time and the latest news."""
 
     what: str
+    policy: ConcurrencyPolicy
     due: datetime | None = None
     last: str = "no run yet"
 
     @classmethod
     def of(cls, schedule: CronSchedule, policy: ConcurrencyPolicy) -> ScheduleView:
-        return cls(f"schedule {schedule.expression} ({schedule.zone_name}, {policy})")
+        return cls(f"schedule {schedule.expression} ({schedule.zone_name}, {policy})", policy)
 
     @property
     def message(self) -> str:
@@ -126,9 +129,8 @@ class ScheduleView:
         if event.started:
             fields = {"last_schedule_time": event.due, "active_runs": event.active}
             return replace(self, last=f"run of {when(event.due)} started"), fields
-        skipped = (
-            f"skipped the run of {when(event.due)}: {event.active} still running (concurrencyPolicy Forbid)"
-        )
+        why = "concurrencyPolicy Forbid" if self.policy == "Forbid" else "resources.maxConcurrency"
+        skipped = f"skipped the run of {when(event.due)}: {event.active} still running ({why})"
         return replace(self, last=skipped), {}
 
 
@@ -149,6 +151,7 @@ class ScheduleRunner:
         node: str,
         args: tuple[str, ...] = (),
         max_wait_s: float | None = None,
+        max_active: int = 1,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -158,6 +161,7 @@ class ScheduleRunner:
         self.report = report
         self.node = node
         self.request = InvocationRequest(args=args, max_wait_s=max_wait_s)
+        self.max_active = max_active
         self.clock = clock
         self.sleep = sleep
         self._runs: set[asyncio.Task[None]] = set()
@@ -173,7 +177,7 @@ class ScheduleRunner:
                 self.report(Waiting(due))
                 while (now := self.clock()) < due:
                     await self.sleep(wait_seconds(due, now))
-                if may_start(self.policy, self.active):
+                if may_start(self.policy, self.active, self.max_active):
                     task = asyncio.create_task(self._run_one(due), name=f"scheduled-run-{due.isoformat()}")
                     self._runs.add(task)
                     task.add_done_callback(self._runs.discard)
