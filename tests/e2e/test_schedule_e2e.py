@@ -6,7 +6,7 @@ gets a condition and an Event; one of the wrong shape is refused by the apiserve
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,22 @@ def test_a_schedule_runs_again_and_again_and_the_status_records_the_runs(
     assert described.returncode == 0, described.stderr
     for words in (r"Last Schedule Time:\s+\S+Z", r"Runs:", r"Exit Code:\s+0\n", r"arg\[2\]=tick"):
         assert re.search(words, described.stdout), described.stdout
+
+    # The agent running tick stops (SIGTERM: its schedule loop is cancelled and it exits 0) and
+    # comes back. Whether the placement stays or moves meanwhile (the harness's Lease is 6 s, about
+    # what a restart takes here), the app's status keeps the runs from before and the schedule goes on.
+    agent = net_agents[recorded[-1]["node"]]
+    stopped_at = datetime.now(UTC).replace(microsecond=0)
+    assert agent.stop() == 0, agent.log()[-2000:]
+    agent.start()
+
+    def resumed() -> list[dict[str, Any]]:
+        found = runs(net_kube, ns, "tick")
+        return found if any(parse_time(r["startTime"]) > stopped_at for r in found) else []
+
+    history = eventually(resumed, within=60, what="a run of tick after its agent restarted")
+    assert any(parse_time(r["startTime"]) <= stopped_at for r in history), history  # kept
+    assert all(r["exitCode"] == 0 for r in history), history
 
 
 def test_a_cron_croniter_cannot_read_is_reported_and_a_malformed_one_refused(
