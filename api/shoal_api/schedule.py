@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -23,6 +23,8 @@ CRON_PATTERN = (
 """The shape the apiserver checks: a macro, or 5 or 6 fields of cron characters. Field ranges and
 names are croniter's to judge (the operator reports what it refuses)."""
 TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+ConcurrencyPolicy = Literal["Allow", "Forbid"]
+"""As a CronJob's concurrencyPolicy, without Replace (a running guest stops only at its timeout)."""
 SECONDS_FIELDS = 6
 """A sixth field comes first and gives the seconds, as Quartz and Spring read it."""
 

@@ -32,7 +32,13 @@ from shoal_api.quantity import (
     parse_duration_ms,
     parse_memory_bytes,
 )
-from shoal_api.schedule import CRON_PATTERN, MAX_RUN_OUTPUT, MAX_RUNS, TIME_ZONE_PATTERN
+from shoal_api.schedule import (
+    CRON_PATTERN,
+    MAX_RUN_OUTPUT,
+    MAX_RUNS,
+    TIME_ZONE_PATTERN,
+    ConcurrencyPolicy,
+)
 
 MAX_REPLICAS = 1000
 MIN_MEMORY_LIMIT = "1Mi"
@@ -113,7 +119,7 @@ class ScheduleTrigger(WithArgs):
     time_zone: str | None = Field(default=None, max_length=64, pattern=TIME_ZONE_PATTERN)
     """IANA time zone the fields are read in (e.g. Europe/Berlin), as a CronJob's `timeZone`;
     UTC when unset. Daylight-saving changes are croniter's: a skipped hour does not run."""
-    concurrency_policy: Literal["Allow", "Forbid"] = "Allow"
+    concurrency_policy: ConcurrencyPolicy = "Allow"
     """Allow: a run starts at its time even if the previous one is still running (up to
     resources.maxConcurrency runs at once on a replica). Forbid: that time is skipped while a run
     is on (the placement's message says so). CronJob's Replace is not offered: a running guest can

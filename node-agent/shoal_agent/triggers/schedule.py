@@ -13,16 +13,15 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from shoal_api.schedule import CronSchedule, latest_runs, output_tail
+from shoal_api.schedule import ConcurrencyPolicy, CronSchedule, latest_runs, output_tail
 from shoal_api.wasmapp import ScheduledRun
 
 from ..runtime.app import InvocationRequest
 from ..runtime.outcome import InvocationResult, Outcome
 from .base import Invoker
 
-ConcurrencyPolicy = Literal["Allow", "Forbid"]
 MAX_SLEEP_SECONDS = 30.0
 """Sleep at most this long before looking at the wall clock again (it may have been stepped)."""
 
