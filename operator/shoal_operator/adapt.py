@@ -191,6 +191,22 @@ def dependencies_condition(
     return True, "DependenciesReady", f"{len(app.spec.dependencies)} dependencies ready"
 
 
+def schedule_status(old: WasmAppStatus, live: Sequence[WasmPlacement]) -> dict[str, Any]:
+    """A scheduled app's run history: its placements' runs merged into what the status already
+    keeps, so the history outlives a placement that moved or went."""
+    reports = [p.status for p in live if p.status is not None]
+    runs = latest_runs(old.runs or [], *(s.runs or [] for s in reports))
+    scheduled = [t for t in (old.last_schedule_time, *(s.last_schedule_time for s in reports)) if t]
+    finished = (r.completion_time for r in runs if r.succeeded)
+    succeeded = [t for t in (old.last_successful_time, *finished) if t]
+    return {
+        "runs": runs,
+        "last_schedule_time": max(scheduled, default=None),
+        "last_successful_time": max(succeeded, default=None),
+        "active_runs": sum(s.active_runs or 0 for s in reports),
+    }
+
+
 def app_status(
     app: WasmApp,
     *,
@@ -273,6 +289,7 @@ def app_status(
         trigger_summary=app.spec.trigger.summary(),
         selector=app_selector(name),
         resolved_digest=digest,
+        **schedule,
         placements=[
             PlacementSummary(
                 node=p.spec.node_name,
@@ -282,21 +299,4 @@ def app_status(
             for p in sorted(live, key=lambda p: p.spec.node_name)
         ],
         conditions=conditions,
-        **schedule,
     )
-
-
-def schedule_status(old: WasmAppStatus, live: Sequence[WasmPlacement]) -> dict[str, Any]:
-    """A scheduled app's run history: its placements' runs merged into what the status already
-    keeps, so the history outlives a placement that moved or went."""
-    reports = [p.status for p in live if p.status is not None]
-    runs = latest_runs(old.runs or [], *(s.runs or [] for s in reports))
-    scheduled = [t for t in (old.last_schedule_time, *(s.last_schedule_time for s in reports)) if t]
-    finished = (r.completion_time for r in runs if r.succeeded)
-    succeeded = [t for t in (old.last_successful_time, *finished) if t]
-    return {
-        "runs": runs,
-        "last_schedule_time": max(scheduled, default=None),
-        "last_successful_time": max(succeeded, default=None),
-        "active_runs": sum(s.active_runs or 0 for s in reports),
-    }
