@@ -3,7 +3,7 @@ table read back from Prometheus. It exits leaving everything running; `make down
 
 Steps: `make up`'s control plane + registry (+ test network), `helm install charts/shoal`, the operator
 and one agent per kwok Node as local processes with the chart's ServiceAccount tokens, Prometheus
-scraping them, the hello modules (C, Go, WAT in three OCI formats) and a job from examples/*.yaml,
+scraping them, the hello modules (C, Go, WAT in three OCI formats), a job and a schedule from examples/*.yaml,
 a few hundred requests, then Finicky Whiskers (examples/finicky-whiskers.yaml: tally, scoreboard,
 leaderboard on real Redis and MariaDB served at their pods' IPs by `python -m localcluster.depservers`),
 clicks through tally's EndpointSlice, and what every cold-start phase per app took (count and mean;
@@ -113,18 +113,20 @@ def start_processes(
 
 
 def hellos(plane: ControlPlane, registry: str, wasm: Path, shoal: LocalShoal) -> None:
-    """Push the hellos and the job, apply hello.yaml and job.yaml, send requests to every placement."""
+    """Push the hellos and the job, apply hello.yaml, job.yaml and schedule.yaml, send requests to
+    every placement."""
     step(f"pushing the hellos and the job to {registry} (CNCF Wasm artifact, Spin, Docker image)")
     pushed = examples.push(registry, wasm, [*examples.HELLOS, examples.JOB])
     for name, digest in pushed.items():
         print(f"    {registry}/examples/{name}:v1  {digest[:19]}…")
 
-    step("kubectl apply -f examples/hello.yaml -f examples/job.yaml")
+    step("kubectl apply -f examples/hello.yaml -f examples/job.yaml -f examples/schedule.yaml")
     names = [g.name for g in examples.HELLOS if g.name in pushed]
     docs = examples.manifests(examples.EXAMPLES_DIR / "hello.yaml", registry, only=names)
     docs += examples.manifests(examples.EXAMPLES_DIR / "job.yaml", registry)
+    docs += examples.manifests(examples.EXAMPLES_DIR / "schedule.yaml", registry)
     examples.apply(plane, docs)
-    examples.wait_ready(plane, NS, [*names, "countdown"], timeout=180)
+    examples.wait_ready(plane, NS, [*names, "countdown", "heartbeat"], timeout=180)
     print(plane.kubectl("get", "wasmapps,wasmplacements", "-n", NS), end="")
 
     urls: list[tuple[str, str | None]] = []
@@ -211,6 +213,7 @@ then try:
     kubectl get wasmapps,wasmplacements -n {NS}
     kubectl get wasmnodes
     kubectl describe wasmapp hello-c -n {NS}
+    kubectl describe wasmapp heartbeat -n {NS}     (a schedule: its last runs)
     curl {first.url}/hello-c/you
     curl -H 'Host: hello-go.{NS}' {go_agent.url}/
     curl http://{th}:{tp}/tally                    (a click; tally's EndpointSlice address)

@@ -234,7 +234,10 @@ def _kind_section(crd: JsonDict, *, level: str, known: dict[str, str], refer: bo
         scale = sub["scale"]
         spec_path, status_path = scale["specReplicasPath"][1:], scale["statusReplicasPath"][1:]
         facts.append(f"`kubectl scale` sets `{spec_path}` and reads `{status_path}`")
-    columns = ", ".join(c["name"] for c in version.get("additionalPrinterColumns", []))
+    columns = ", ".join(
+        c["name"] + (" (with `-o wide`)" if c.get("priority", 0) > 0 else "")
+        for c in version.get("additionalPrinterColumns", [])
+    )
     facts.append(f"`kubectl get` columns: {columns}")
     out = [
         f"{level} {names['kind']}\n",

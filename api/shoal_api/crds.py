@@ -116,6 +116,13 @@ def wasmapp_crd() -> JsonDict:
             {"name": "Image", "type": "string", "jsonPath": ".spec.module.image"},
             {"name": "Trigger", "type": "string", "jsonPath": ".status.triggerSummary"},
             _AGE,
+            {
+                "name": "Last Schedule",
+                "type": "date",
+                "jsonPath": ".status.lastScheduleTime",
+                "description": "scheduled apps: when the latest run was due",
+                "priority": 1,
+            },
         ],
         subresources={
             "status": {},

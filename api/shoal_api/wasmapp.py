@@ -22,6 +22,7 @@ from shoal_api.meta import (
     KeySelector,
     KubeModel,
     KubeObject,
+    KubeTime,
     LocalObjectReference,
 )
 from shoal_api.quantity import (
@@ -30,6 +31,13 @@ from shoal_api.quantity import (
     parse_cpu_millicores,
     parse_duration_ms,
     parse_memory_bytes,
+)
+from shoal_api.schedule import (
+    CRON_PATTERN,
+    MAX_RUN_OUTPUT,
+    MAX_RUNS,
+    TIME_ZONE_PATTERN,
+    ConcurrencyPolicy,
 )
 
 MAX_REPLICAS = 1000
@@ -98,17 +106,61 @@ class JobTrigger(WithArgs):
     """Retries before the placement is marked Failed."""
 
 
-TriggerKind = Literal["http", "redis", "job"]
+class ScheduleTrigger(WithArgs):
+    """Run the module's entry point on a cron schedule, a fresh instance per run, like a CronJob.
+    Each replica runs every scheduled time (replicas is a CronJob's parallelism; 0 suspends it)."""
+
+    cron: str = Field(min_length=1, max_length=128, pattern=CRON_PATTERN)
+    """When to run: five fields (minute hour day-of-month month day-of-week) as a CronJob's
+    `schedule`, or @yearly, @monthly, @weekly, @daily, @midnight, @hourly. A sixth field in front
+    gives the seconds (`*/10 * * * * *`: every 10 s), as Quartz and Spring read it. Ranges, steps,
+    lists, month and day names, `?`, `L`, `W` and `#` as croniter reads them; the operator reports
+    an expression it cannot read (condition Scheduled=False, reason InvalidSchedule, and an Event)."""
+    time_zone: str | None = Field(default=None, max_length=64, pattern=TIME_ZONE_PATTERN)
+    """IANA time zone the fields are read in (e.g. Europe/Berlin), as a CronJob's `timeZone`;
+    UTC when unset. Daylight-saving changes are croniter's: a skipped hour does not run."""
+    concurrency_policy: ConcurrencyPolicy = "Allow"
+    """Allow: a run starts at its time even if the previous one is still running (up to
+    resources.maxConcurrency runs at once on a replica). Forbid: that time is skipped while a run
+    is on (the placement's message says so). CronJob's Replace is not offered: a running guest can
+    only be stopped by its timeout."""
+
+
+class ScheduledRun(KubeModel):
+    """One run of a scheduled app, as its agent recorded it."""
+
+    node: str = Field(max_length=DNS_SUBDOMAIN_MAX)
+    """Node whose agent ran it."""
+    schedule_time: KubeTime
+    """The time the schedule named for this run."""
+    start_time: KubeTime
+    """When the instance started."""
+    completion_time: KubeTime
+    """When it ended."""
+    outcome: str = Field(max_length=32)
+    """ok, exit (non-zero exit code), trap, timeout, out_of_memory, stdout_limit, busy or error."""
+    exit_code: int | None = None
+    """The guest's exit code; unset when it did not exit (a trap, a timeout)."""
+    output: str = Field(default="", max_length=MAX_RUN_OUTPUT)
+    """The last bytes of its stdout and stderr."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "ok"
+
+
+TriggerKind = Literal["http", "redis", "job", "schedule"]
 
 
 class Trigger(KubeModel):
-    """Exactly one of http, redis or job."""
+    """Exactly one of http, redis, job or schedule."""
 
     model_config = ConfigDict(
         json_schema_extra=rules(
             (
-                "(has(self.http) ? 1 : 0) + (has(self.redis) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1",
-                "exactly one trigger kind must be set: http, redis or job",
+                "(has(self.http) ? 1 : 0) + (has(self.redis) ? 1 : 0) + (has(self.job) ? 1 : 0)"
+                " + (has(self.schedule) ? 1 : 0) == 1",
+                "exactly one trigger kind must be set: http, redis, job or schedule",
             )
         )
     )
@@ -116,6 +168,7 @@ class Trigger(KubeModel):
     http: HttpTrigger | None = None
     redis: RedisTrigger | None = None
     job: JobTrigger | None = None
+    schedule: ScheduleTrigger | None = None
     entrypoint: str = Field(default=DEFAULT_ENTRYPOINT, min_length=1, max_length=256, pattern=r"^[^\s]+$")
     """The exported function a core module runs (no parameters, no results), as WAGI's
     `entrypoint`: one module may hold several handlers. Components run the world they export and
@@ -123,14 +176,14 @@ class Trigger(KubeModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
-        if sum(t is not None for t in (self.http, self.redis, self.job)) != 1:
-            raise ValueError("exactly one trigger kind must be set: http, redis or job")
+        if sum(t is not None for t in (self.http, self.redis, self.job, self.schedule)) != 1:
+            raise ValueError("exactly one trigger kind must be set: http, redis, job or schedule")
         return self
 
     @property
     def args(self) -> list[str]:
         """The argv[1:] of the set trigger kind."""
-        chosen: WithArgs | None = self.http or self.redis or self.job
+        chosen: WithArgs | None = self.http or self.redis or self.job or self.schedule
         return list(chosen.args) if chosen is not None else []
 
     @property
@@ -140,6 +193,8 @@ class Trigger(KubeModel):
             return "http"
         if self.redis is not None:
             return "redis"
+        if self.schedule is not None:
+            return "schedule"
         return "job"
 
     def summary(self) -> str:
@@ -148,6 +203,9 @@ class Trigger(KubeModel):
             return f"http {self.http.path}"
         if self.redis is not None:
             return f"redis {self.redis.dependency}/{self.redis.channel}"
+        if self.schedule is not None:
+            zone = f" {self.schedule.time_zone}" if self.schedule.time_zone else ""
+            return f"schedule {' '.join(self.schedule.cron.split())}{zone}"[:300]
         return "job"
 
 
@@ -558,6 +616,15 @@ class WasmAppStatus(KubeModel):
         default_factory=list, max_length=16, json_schema_extra=list_map("type")
     )
     """Scheduled, DependenciesReady, Degraded and Ready, kept current by the operator."""
+    last_schedule_time: KubeTime | None = None
+    """Schedules only: the scheduled time of the latest run started (a CronJob's lastScheduleTime)."""
+    last_successful_time: KubeTime | None = None
+    """Schedules only: when the latest successful run (exit code 0) completed."""
+    active_runs: int | None = Field(default=None, ge=0)
+    """Schedules only: runs in progress over all replicas."""
+    runs: list[ScheduledRun] | None = Field(default=None, max_length=MAX_RUNS)
+    """Schedules only: the latest runs over all replicas, oldest first (kept across agent
+    restarts and moves)."""
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

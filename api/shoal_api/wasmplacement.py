@@ -24,12 +24,14 @@ from shoal_api.meta import (
     KubeTime,
     LocalObjectReference,
 )
+from shoal_api.schedule import MAX_RUNS
 from shoal_api.wasmapp import (
     MAX_DEPENDENCIES,
     MAX_ENV,
     Capabilities,
     EnvVar,
     PlacementState,
+    ScheduledRun,
     Trigger,
     Variable,
 )
@@ -180,6 +182,12 @@ class WasmPlacementStatus(KubeModel):
     """Jobs only: attempts so far."""
     output: str | None = Field(default=None, max_length=MAX_JOB_OUTPUT)
     """Jobs only: the last characters of the guest's stdout and stderr (the bound is in validation)."""
+    last_schedule_time: KubeTime | None = None
+    """Schedules only: the scheduled time of the latest run started on this node."""
+    active_runs: int | None = Field(default=None, ge=0)
+    """Schedules only: runs in progress on this node."""
+    runs: list[ScheduledRun] | None = Field(default=None, max_length=MAX_RUNS)
+    """Schedules only: the latest runs on this node, oldest first."""
 
     @staticmethod
     def bound_output(text: str) -> str:

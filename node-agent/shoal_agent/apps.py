@@ -96,7 +96,8 @@ class RunningApp:
     job_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def stop_trigger(self) -> None:
-        """No new events from the trigger; a running job is cancelled (its current attempt runs out)."""
+        """No new events from the trigger; a running job or schedule loop is cancelled (its current
+        attempt or runs run out)."""
         if self.trigger is not None:
             with contextlib.suppress(Exception):
                 await self.trigger.stop()

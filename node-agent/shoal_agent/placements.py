@@ -12,6 +12,9 @@ one keeps serving and the status says Failed for the new template.
 Jobs: while running, state Ready with ready=true; success stays Ready (exitCode 0, condition
 Complete=True); exhausting backoffLimit is Failed (condition Complete=False). A finished job is not
 re-run when the agent restarts (its status already records the outcome for this template).
+
+Schedules: Ready while the loop runs (triggers/schedule.py); each run a fresh instance, its record
+(times, outcome, exit code, output tail) kept in status.runs, the latest few, across restarts.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from shoal_api.backoff import Backoff, Retry
 from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
 from shoal_api.egress import parse_allowed_host
 from shoal_api.naming import node_selector
+from shoal_api.schedule import parse_schedule, schedule_problem
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
 from shoal_api.wasmplacement import WasmPlacement, WasmPlacementStatus
@@ -46,7 +50,7 @@ from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, Lo
 from .secrets import MissingReference, SecretReader
 from .serving import Serving
 from .status import StatusPump, transition, with_job_condition
-from .triggers import JobSpec, run_job
+from .triggers import Due, Finished, JobSpec, ScheduleRunner, ScheduleView, Waiting, run_job
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +228,12 @@ class PlacementWorker:
     async def _load(self, placement: WasmPlacement, wanted: str) -> RunningApp:
         ctx, spec, ns = self.ctx, placement.spec, self.namespace
         kind = spec.trigger.kind
-        if kind not in ("http", "job") and kind not in ctx.trigger_factories:
+        if kind not in ("http", "job", "schedule") and kind not in ctx.trigger_factories:
             raise PlacementError(f"trigger kind {kind!r} is not available on this agent", retryable=False)
+        if spec.trigger.schedule is not None:
+            problem = schedule_problem(spec.trigger.schedule.cron, spec.trigger.schedule.time_zone)
+            if problem is not None:
+                raise PlacementError(problem, retryable=False)
         reference = spec.module.reference
         self._set("Pulling", False, f"pulling {reference}")
         pull_secrets = await ctx.secrets.pull_secrets(ns, spec.module.image_pull_secrets)
@@ -311,6 +319,10 @@ class PlacementWorker:
             self.active = new
             if trigger.job is not None:
                 new.job_task = asyncio.create_task(self._run_job(placement, new), name=f"job-{self.name}")
+            elif trigger.schedule is not None:
+                new.job_task = asyncio.create_task(
+                    self._run_schedule(placement, new), name=f"schedule-{self.name}"
+                )
             else:
                 factory = ctx.trigger_factories[trigger.kind]
                 raw = trigger.to_dict().get(trigger.kind) or {}
@@ -358,6 +370,30 @@ class PlacementWorker:
                 self.status, complete=False, reason="BackoffLimitExceeded", message=message
             )
         self.pump.publish(self.status)
+
+    async def _run_schedule(self, placement: WasmPlacement, app: RunningApp) -> None:
+        trigger = placement.spec.trigger.schedule
+        assert trigger is not None
+        schedule = parse_schedule(trigger.cron, trigger.time_zone)
+        view = ScheduleView.of(schedule, trigger.concurrency_policy)
+
+        def report(event: Due | Finished | Waiting) -> None:
+            nonlocal view
+            view, fields = view.observe(event, self.status.runs or [])
+            self._set("Ready", True, view.message, **fields)
+
+        runner = ScheduleRunner(
+            schedule,
+            trigger.concurrency_policy,
+            app.invoker,
+            report,
+            node=self.ctx.cfg.node_name,
+            args=tuple(trigger.args),
+            max_wait_s=placement.spec.limits.timeout_ms / 1000,
+            max_active=placement.spec.limits.max_concurrency,
+        )
+        self._set("Ready", True, view.message, active_runs=0)
+        await runner.run()
 
     async def _retire(self, old: RunningApp, grace: float | None = None) -> None:
         """Stop its trigger, let in-flight invocations finish (bounded), then unload."""

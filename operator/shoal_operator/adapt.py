@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
 from shoal_api import WasmApp, WasmPlacement, WasmPlacementSpec, set_condition
 from shoal_api.constants import (
@@ -18,6 +19,7 @@ from shoal_api.constants import (
 )
 from shoal_api.meta import Condition
 from shoal_api.naming import app_selector
+from shoal_api.schedule import latest_runs
 from shoal_api.wasmapp import PlacementSummary, WasmAppStatus
 from shoal_api.wasmplacement import DependencyEndpoint, Limits, Requests, ResolvedModule
 from shoal_operator.cache import ClusterCache, DependencyPod
@@ -189,6 +191,22 @@ def dependencies_condition(
     return True, "DependenciesReady", f"{len(app.spec.dependencies)} dependencies ready"
 
 
+def schedule_status(old: WasmAppStatus, live: Sequence[WasmPlacement]) -> dict[str, Any]:
+    """A scheduled app's run history: its placements' runs merged into what the status already
+    keeps, so the history outlives a placement that moved or went."""
+    reports = [p.status for p in live if p.status is not None]
+    runs = latest_runs(old.runs or [], *(s.runs or [] for s in reports))
+    scheduled = [t for t in (old.last_schedule_time, *(s.last_schedule_time for s in reports)) if t]
+    finished = (r.completion_time for r in runs if r.succeeded)
+    succeeded = [t for t in (old.last_successful_time, *finished) if t]
+    return {
+        "runs": runs,
+        "last_schedule_time": max(scheduled, default=None),
+        "last_successful_time": max(succeeded, default=None),
+        "active_runs": sum(s.active_runs or 0 for s in reports),
+    }
+
+
 def app_status(
     app: WasmApp,
     *,
@@ -262,6 +280,7 @@ def app_status(
         cond(CONDITION_READY, False, "NotReady", f"{len(ready)}/{desired} replicas ready")
 
     name = app.metadata.name or ""
+    schedule = schedule_status(old, live) if app.spec.trigger.schedule is not None else {}
     return WasmAppStatus(
         observed_generation=gen,
         replicas=len(live),
@@ -270,6 +289,7 @@ def app_status(
         trigger_summary=app.spec.trigger.summary(),
         selector=app_selector(name),
         resolved_digest=digest,
+        **schedule,
         placements=[
             PlacementSummary(
                 node=p.spec.node_name,

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from shoal_api import WasmApp
+from shoal_api.schedule import schedule_problem
 from shoal_operator import adapt
 from shoal_operator.cache import ClusterCache
 from shoal_operator.dependencies import dependency_endpoints, generate_password, render_dependency
@@ -75,8 +76,14 @@ class Prepare:
         return prep
 
     async def _validate(self, app: WasmApp) -> tuple[str, str] | None:
-        """What the schema cannot check: references to other objects."""
+        """What the schema cannot check: references to other objects, and what only croniter and
+        the zone database can read in a schedule."""
         ns = app.metadata.namespace or ""
+        schedule = app.spec.trigger.schedule
+        if schedule is not None:
+            problem = schedule_problem(schedule.cron, schedule.time_zone)
+            if problem is not None:
+                return "InvalidSchedule", f"trigger.schedule: {problem}"
         for env in app.spec.env:
             ref = env.value_from.secret_key_ref if env.value_from else None
             if ref is None:

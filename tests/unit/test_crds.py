@@ -107,7 +107,9 @@ def test_scale_subresource_and_printer_columns() -> None:
         "Image",
         "Trigger",
         "Age",
+        "Last Schedule",  # -o wide only (priority 1): most apps have no schedule
     ]
+    assert app_version["additionalPrinterColumns"][-1]["priority"] == 1
     [wp_version] = CRDS["shoal.dev_wasmplacements.yaml"]["spec"]["versions"]
     assert [c["name"] for c in wp_version["additionalPrinterColumns"]] == [
         "Node",
@@ -304,6 +306,8 @@ APP_RULES = cel_rules("wasmapps")
         (".spec.trigger", {"http": {"path": "/"}}, True),
         (".spec.trigger", {"job": {}}, True),
         (".spec.trigger", {}, False),
+        (".spec.trigger", {"schedule": {"cron": "* * * * *"}}, True),
+        (".spec.trigger", {"job": {}, "schedule": {"cron": "* * * * *"}}, False),
         (".spec.trigger", {"http": {"path": "/"}, "redis": {"dependency": "c", "channel": "x"}}, False),
         (".spec.env[]", {"name": "A", "value": ""}, True),
         (".spec.env[]", {"name": "A"}, False),

@@ -48,7 +48,7 @@ def test_every_wasmapp_field_of_the_crd_is_documented_with_its_rules() -> None:
         for leaf in _leaf_paths(schema["properties"][part], part):
             assert f"| `{leaf}` |" in text, leaf
     for message in (
-        "exactly one trigger kind must be set: http, redis or job",
+        "exactly one trigger kind must be set: http, redis, job or schedule",
         "memory must be between 1Mi and 4Gi",
         "a mysql dependency with serviceRef needs mysql.passwordSecret",
     ):
