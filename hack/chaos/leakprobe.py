@@ -55,6 +55,10 @@ def describe(o):
     t = type(o).__qualname__
     if isinstance(o, dict):
         return f"dict{sorted(map(str, o))[:6]}"
+    if t == "ReferenceType":  # what it points at says who creates these
+        target = o()
+        name = getattr(target, "__qualname__", type(target).__qualname__)
+        return f"weakref to {getattr(target, '__module__', '?')}.{name}"
     if hasattr(o, "__self__") and t == "builtin_function_or_method":
         return f"{t}:{getattr(o, '__name__', '?')} of {type(o.__self__).__qualname__}"
     return t
@@ -83,7 +87,7 @@ def survivors():
         per_type[type(o).__qualname__].append(o)
     for old in [k for k in seen if 0 < k < n[0] - 2]:
         del seen[old]  # ids cost memory; only the first dump and the last two are compared
-    picks = per_type.get("set", [])[:3] + per_type.get("ReferenceType", [])[:3]
+    picks = per_type.get("set", [])[:3] + per_type.get("ReferenceType", [])[:12]
     picks += per_type.get("dict", [])[-3:]
     mine = {id(objs), id(keep), id(picks), *(id(got) for got in per_type.values())}
     return [f"{t} x{len(got)}: " + chain(got[len(got) // 2], mine) for t, got in per_type.items()] + [
