@@ -25,6 +25,7 @@ from .apps import BindingsListener, TriggerFactory
 from .capabilities import AgentCapabilities, CapabilityHost, ClusterDnsResolver, EndpointSliceResolver
 from .checkpoint import Checkpoint
 from .config import AgentConfig
+from .files import FileTrees
 from .metrics import AgentMetrics
 from .placements import AgentContext, PlacementManager
 from .registration import Registration
@@ -100,6 +101,7 @@ async def run(
         puller=ArtifactPuller(cfg.oci_cache_dir),
         metrics=metrics,
         secrets=SecretReader(api),
+        files=FileTrees(cfg.files_dir),
         trigger_factories=dict(trigger_factories or {}),
         listeners=list(listeners),
     )
