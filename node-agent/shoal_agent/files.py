@@ -107,11 +107,25 @@ class FileTrees:
     _sizes: dict[Path, int] = field(default_factory=dict, init=False)
     _users: dict[Path, int] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _scanned: bool = field(default=False, init=False)
+
+    def _scan(self) -> None:
+        """Once per process: count the trees an earlier agent left (they count against the node's
+        bound) and drop its unfinished ones."""
+        if self._scanned:
+            return
+        self._scanned = True
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        for kind in ("artifact", "configmap"):
+            folder = self.root / kind
+            for tree in sorted(folder.iterdir()) if folder.is_dir() else []:
+                self._sizes.setdefault(tree, tree_bytes(tree))
 
     def tree(self, kind: str, key: str, fill: Callable[[Path, int], None]) -> Path:
         """The tree `kind/key`, written by `fill(folder, limit)` unless it exists (blocking)."""
         final = self.root / kind / key
         with self._lock:
+            self._scan()
             if final.is_dir():
                 if final not in self._sizes:
                     self._sizes[final] = tree_bytes(final)

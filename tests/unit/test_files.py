@@ -201,3 +201,9 @@ def test_trees_are_written_once_and_bounded(tmp_path: Path) -> None:
     trees.release(plan_a)
     trees.tree("configmap", "d", fill("d", 4 * MIN_ENTRY_BYTES))
     assert not a.exists()
+    # A restarted agent counts the trees it finds (and drops unfinished ones): unused, they make room.
+    (tmp_path / "files" / "tmp" / "junk").mkdir(parents=True)
+    again = FileTrees(tmp_path / "files", app_limit=8 * MIN_ENTRY_BYTES, total_limit=6 * MIN_ENTRY_BYTES)
+    f = again.tree("configmap", "f", fill("f", 4 * MIN_ENTRY_BYTES))
+    assert sorted(p.name for p in (tmp_path / "files" / "configmap").iterdir()) == [f.name]
+    assert not (tmp_path / "files" / "tmp" / "junk").exists()
