@@ -50,7 +50,8 @@ def run(app: LoadedApp, *args: str) -> InvocationResult:
 
 
 def body(result: InvocationResult) -> str:
-    return result.stdout.decode().split("\r\n\r\n", 1)[-1]
+    out = result.stdout.decode()
+    return out.split("\r\n\r\n", 1)[-1] if "\r\n\r\n" in out else out.split("\n\n", 1)[-1]
 
 
 def test_a_guest_reads_its_mounts_and_nothing_else(
@@ -102,3 +103,20 @@ def test_scratch_is_fresh_per_invocation_bounded_and_removed(
 def test_a_missing_mount_fails_the_load(runtime: WasmRuntime, example_guests: Path, tmp_path: Path) -> None:
     with pytest.raises(Exception, match="the directory for /data"):
         load(runtime, example_guests, mounts=((str(tmp_path / "absent"), "/data"),))
+
+
+def test_a_component_reads_its_mounts_through_wasi_filesystem(
+    runtime: WasmRuntime, component_guests: Path, host: Path
+) -> None:
+    spec = AppSpec(
+        "ns",
+        "cli",
+        limits=AppLimits(timeout_s=10.0, memory_bytes=64 * 1024 * 1024),
+        mounts=((str(host / "data"), "/data"),),
+    )
+    app = runtime.load_app(spec, (component_guests / "cli-component-py.wasm").read_bytes())
+    assert app.kind == "command"
+    assert body(run(app, "cat", "/data/hello.txt")) == "hello from the data dir\n"
+    for outside in ("/data/../secret.txt", "/data/escape", str(host / "secret.txt"), "/etc/passwd"):
+        text = body(run(app, "cat", outside))
+        assert text.startswith(f"cannot open {outside}:"), (outside, text)
