@@ -540,8 +540,29 @@ class ScratchDir(KubeModel):
         return self
 
 
+def _as_folder(path: str) -> str:
+    """CEL: a guest path with one trailing slash, so that prefixes compare whole segments."""
+    return f"({path} == '/' ? '/' : {path} + '/')"
+
+
 class Files(KubeModel):
     """Directories the guest sees; nothing else of the node is visible to it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.mounts) || self.mounts.all(a, self.mounts.all(b, a.path == b.path"
+                f" || !{_as_folder('a.path')}.startsWith({_as_folder('b.path')})))",
+                "files: two mount paths clash (one inside the other)",
+            ),
+            (
+                "!has(self.scratch) || !has(self.mounts) || self.mounts.all(m,"
+                f" !{_as_folder('m.path')}.startsWith({_as_folder('self.scratch.path')})"
+                f" && !{_as_folder('self.scratch.path')}.startsWith({_as_folder('m.path')}))",
+                "files: the scratch path clashes with a mount path (the same, or one inside the other)",
+            ),
+        )
+    )
 
     mounts: list[FileMount] = Field(
         default_factory=list, max_length=MAX_FILE_MOUNTS, json_schema_extra=list_map("path")

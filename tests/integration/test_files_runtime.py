@@ -98,6 +98,12 @@ def test_scratch_is_fresh_per_invocation_bounded_and_removed(
     assert over.outcome.value == "trap", over
     assert "scratch directory /tmp holds" in over.message and "bound of 65536 bytes" in over.message, over
     assert list(root.iterdir()) == []
+    # A guest that goes on writing is stopped while it runs (measured every 5 ms), long before the end.
+    flood = run(app, "write", "/tmp/flood.bin", str(1 << 30))
+    assert flood.outcome.value == "trap", flood
+    held = int(flood.message.split(" holds ", 1)[1].split(" bytes", 1)[0])
+    assert 65536 < held < 256 * 1024 * 1024, flood.message
+    assert list(root.iterdir()) == []
 
 
 def test_a_missing_mount_fails_the_load(runtime: WasmRuntime, example_guests: Path, tmp_path: Path) -> None:
