@@ -516,6 +516,128 @@ class Capabilities(KubeModel):
         return patterns
 
 
+# --- files --------------------------------------------------------------------------------------
+
+MAX_FILE_MOUNTS = 16
+MAX_SCRATCH_SIZE = "1Gi"
+GUEST_PATH_MAX = 256
+# Absolute, no empty, `.` or `..` segment, no trailing slash (the root itself excepted).
+GUEST_PATH_PATTERN = r"^/$|^(/(\.?[^./][^/]*|\.\.[^/]+|\.[^./]))+$"
+
+GuestPath = Annotated[str, Field(min_length=1, max_length=GUEST_PATH_MAX, pattern=GUEST_PATH_PATTERN)]
+
+
+def guest_paths_clash(a: str, b: str) -> bool:
+    """Two guest directories clash when they are the same or one holds the other."""
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+class ArtifactFiles(KubeModel):
+    """Files packaged in the module's own artifact: a Spin app's files (its
+    `application/vnd.wasm.content.layer.v1+data` layers, placed where the locked app's component
+    says), or a Docker+Wasm image's filesystem (its tar layers, whiteouts honoured). A CNCF Wasm
+    artifact holds no files."""
+
+    path: GuestPath = "/"
+    """The folder of the artifact's files to show (its root by default)."""
+
+
+class ConfigMapFiles(KubeModel):
+    """A ConfigMap in the app's namespace: each key (data and binaryData) becomes a file."""
+
+    name: DnsSubdomain
+    """Name of the ConfigMap; a missing one keeps the app from loading (retried until it exists)."""
+
+
+class FileMount(KubeModel):
+    """A read-only directory the guest sees at `path`, filled from exactly one source."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            ("has(self.artifact) != has(self.configMap)", "exactly one of artifact or configMap must be set")
+        )
+    )
+
+    path: GuestPath
+    """Where the guest sees the directory (absolute, e.g. /static)."""
+    artifact: ArtifactFiles | None = None
+    config_map: ConfigMapFiles | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FileMount:
+        if (self.artifact is None) == (self.config_map is None):
+            raise ValueError(f"files {self.path}: exactly one of artifact or configMap must be set")
+        return self
+
+
+class ScratchDir(KubeModel):
+    """A writable directory, empty at the start of every invocation and deleted after it."""
+
+    path: GuestPath
+    """Where the guest sees it (absolute, e.g. /tmp)."""
+    size: Quantity = Field(
+        default="16Mi",
+        json_schema_extra=rules(
+            (
+                f"isQuantity(self) && quantity(self).compareTo(quantity('{MAX_SCRATCH_SIZE}')) <= 0",
+                f"scratch size must be at most {MAX_SCRATCH_SIZE}",
+            )
+        ),
+    )
+    """Bytes the files in it may hold together; an invocation that writes more traps."""
+
+    @property
+    def size_bytes(self) -> int:
+        return parse_memory_bytes(self.size)
+
+    @model_validator(mode="after")
+    def _bound(self) -> ScratchDir:
+        if self.size_bytes > parse_memory_bytes(MAX_SCRATCH_SIZE):
+            raise ValueError(f"scratch size must be at most {MAX_SCRATCH_SIZE}")
+        return self
+
+
+def _as_folder(path: str) -> str:
+    """CEL: a guest path with one trailing slash, so that prefixes compare whole segments."""
+    return f"({path} == '/' ? '/' : {path} + '/')"
+
+
+class Files(KubeModel):
+    """Directories the guest sees; nothing else of the node is visible to it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.mounts) || self.mounts.all(a, self.mounts.all(b, a.path == b.path"
+                f" || !{_as_folder('a.path')}.startsWith({_as_folder('b.path')})))",
+                "files: two mount paths clash (one inside the other)",
+            ),
+            (
+                "!has(self.scratch) || !has(self.mounts) || self.mounts.all(m,"
+                f" !{_as_folder('m.path')}.startsWith({_as_folder('self.scratch.path')})"
+                f" && !{_as_folder('self.scratch.path')}.startsWith({_as_folder('m.path')}))",
+                "files: the scratch path clashes with a mount path (the same, or one inside the other)",
+            ),
+        )
+    )
+
+    mounts: list[FileMount] = Field(
+        default_factory=list, max_length=MAX_FILE_MOUNTS, json_schema_extra=list_map("path")
+    )
+    """Read-only directories (WASI preopens for modules, wasi:filesystem for components)."""
+    scratch: ScratchDir | None = None
+
+    @model_validator(mode="after")
+    def _no_clash(self) -> Files:
+        paths = [m.path for m in self.mounts] + ([self.scratch.path] if self.scratch else [])
+        for i, a in enumerate(paths):
+            for b in paths[i + 1 :]:
+                if guest_paths_clash(a, b):
+                    raise ValueError(f"files: paths {a} and {b} clash (the same, or one inside the other)")
+        return self
+
+
 # --- spec & status ------------------------------------------------------------------------------
 
 
@@ -551,6 +673,8 @@ class WasmAppSpec(KubeModel):
     placement: Placement = Field(default_factory=Placement, json_schema_extra=object_default())
     rollout: Rollout = Field(default_factory=Rollout, json_schema_extra=object_default())
     capabilities: Capabilities | None = None
+    files: Files | None = None
+    """Read-only directories from the artifact or ConfigMaps, and a per-invocation scratch directory."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> WasmAppSpec:

@@ -30,6 +30,7 @@ from shoal_api.wasmapp import (
     MAX_ENV,
     Capabilities,
     EnvVar,
+    Files,
     PlacementState,
     ScheduledRun,
     Trigger,
@@ -137,6 +138,8 @@ class WasmPlacementSpec(KubeModel):
     )
     """One entry per WasmApp dependency, resolved to its Service and credentials."""
     capabilities: Capabilities | None = None
+    files: Files | None = None
+    """The WasmApp's files as declared; the agent fills them from the artifact and ConfigMaps."""
     app_generation: int = Field(default=0, ge=0)
     """metadata.generation of the WasmApp this template was rendered from."""
     template_hash: str = Field(default="", max_length=64)

@@ -29,7 +29,7 @@ sysroot=/usr
 [[ -d /usr/share/wasi-sysroot ]] && sysroot=/usr/share/wasi-sysroot
 cc() { clang --target=wasm32-wasi --sysroot="$sysroot" -O2 -Wl,--strip-all "$@"; }
 
-for name in hello-c job-c cgi-echo; do
+for name in hello-c job-c cgi-echo cat-file; do
   src="$here/$name/main.c"; target="$out/$name.wasm"
   if stale "$target" "$src"; then build "$name" "$target" cc "$src"; else echo "fresh  $name"; fi
 done

@@ -74,6 +74,8 @@ class DataPlane:
         host_functions: Sequence[tuple[str, str, Sequence[str], Sequence[str], int]],
         allowed_outbound: Sequence[tuple[str, str, str]] = (),
         variables: Sequence[tuple[str, str]] = (),
+        mounts: Sequence[tuple[str, str]] = (),
+        scratch: tuple[str, int, str] | None = None,
     ) -> App: ...
     def set_spin_backend(self, backend: Callable[[str, str, str, tuple[Any, ...]], Any]) -> None: ...
     def invoke(

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Sequence
 from importlib import metadata
@@ -25,6 +26,7 @@ from .apps import BindingsListener, TriggerFactory
 from .capabilities import AgentCapabilities, CapabilityHost, ClusterDnsResolver, EndpointSliceResolver
 from .checkpoint import Checkpoint
 from .config import AgentConfig
+from .files import FileTrees
 from .metrics import AgentMetrics
 from .placements import AgentContext, PlacementManager
 from .registration import Registration
@@ -74,6 +76,8 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    # Scratch directories a killed agent's invocations left (no app served before this point has one).
+    shutil.rmtree(cfg.scratch_dir, ignore_errors=True)
     if warm is not None:
         metrics, runtime, serving = warm.metrics, warm.runtime, warm.serving
         if host_functions is not None:  # warm apps import none (no dependencies): safe to swap now
@@ -100,6 +104,7 @@ async def run(
         puller=ArtifactPuller(cfg.oci_cache_dir),
         metrics=metrics,
         secrets=SecretReader(api),
+        files=FileTrees(cfg.files_dir),
         trigger_factories=dict(trigger_factories or {}),
         listeners=list(listeners),
     )

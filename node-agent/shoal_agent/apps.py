@@ -12,6 +12,7 @@ from typing import Protocol
 
 from shoal_api.wasmplacement import DependencyEndpoint
 
+from .files import FilesPlan
 from .runtime import InvocationRequest, InvocationResult, LoadedApp
 from .triggers import Invoker, Trigger
 
@@ -94,6 +95,8 @@ class RunningApp:
     inflight: InFlight
     trigger: Trigger | None = None
     job_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    files: FilesPlan = field(default_factory=FilesPlan)
+    """The file trees this version shows (released when it is retired)."""
 
     async def stop_trigger(self) -> None:
         """No new events from the trigger; a running job or schedule loop is cancelled (its current

@@ -4,7 +4,8 @@ restarted agent serves them again before it talks to the apiserver (warmstart.py
 Per mounted app version: its `AppSpec`, its module's digest, the local file it was loaded from (the
 OCI cache's blob) and its route. `Serving` rewrites the file (atomic rename) on every mount and
 unmount. Never in it: apps with env values from Secrets (no Secret value is written to disk) and apps
-with dependencies (their host functions need bindings only the apiserver can give).
+with dependencies (their host functions need bindings only the apiserver can give), and apps with
+files (their trees are kept only while a placement uses them).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Entry:
 def checkpointable(spec: AppSpec, source: Path | None) -> bool:
     """Only apps that need nothing but their module: no dependencies to bind, no Secret values (the
     caller passes no source for those)."""
-    return source is not None and not spec.capabilities
+    return source is not None and not spec.capabilities and not spec.mounts and spec.scratch is None
 
 
 def encode(entries: Mapping[tuple[str, str], Entry]) -> str:

@@ -59,6 +59,16 @@ class AgentConfig:
         return self.cache_dir / "modules"
 
     @property
+    def files_dir(self) -> Path:
+        """The trees of the apps' `spec.files` (files.py)."""
+        return self.cache_dir / "files"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where the per-invocation scratch directories are made (and removed)."""
+        return self.cache_dir / "scratch"
+
+    @property
     def checkpoint_path(self) -> Path:
         """What this agent serves, for its next warm start (checkpoint.py)."""
         return self.cache_dir / "serving.json"

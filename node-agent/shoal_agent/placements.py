@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -39,11 +41,12 @@ from shoal_api.schedule import parse_schedule, schedule_problem
 from shoal_api.wasmapp import PlacementState
 from shoal_api.wasmnode import NodePlacement, NodeResources
 from shoal_api.wasmplacement import WasmPlacement, WasmPlacementStatus
-from shoal_oci import ArtifactPuller, OciError
+from shoal_oci import ArtifactPuller, OciError, PullResult
 
 from .apps import AppBindings, BindingsListener, InFlight, RunningApp, TriggerFactory
 from .capabilities import capabilities_for
 from .config import AgentConfig
+from .files import FilesError, FilesPlan, FileTrees, config_map_files, content_key, inside, write_files
 from .informer import Informer, custom_objects
 from .metrics import AgentMetrics
 from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError, Outcome
@@ -70,6 +73,7 @@ class AgentContext:
     puller: ArtifactPuller
     metrics: AgentMetrics
     secrets: SecretReader
+    files: FileTrees
     trigger_factories: dict[str, TriggerFactory] = field(default_factory=dict)
     listeners: list[BindingsListener] = field(default_factory=list)
     on_change: Callable[[], None] = lambda: None
@@ -89,6 +93,8 @@ def describe(err: BaseException, reference: str) -> PlacementError:
         return err
     if isinstance(err, MissingReference):
         return PlacementError(str(err), retryable=True)
+    if isinstance(err, FilesError):
+        return PlacementError(str(err), retryable=err.retryable)
     if isinstance(err, OciError):
         return PlacementError(f"pull {reference}: {type(err).__name__}: {err}", retryable=err.retryable)
     if isinstance(err, LoadError):
@@ -243,6 +249,65 @@ class PlacementWorker:
         ctx.metrics.artifact_pull_seconds.labels(ns, spec.app, ctx.cfg.node_name, pulled.result).observe(
             pulled.seconds
         )
+        files = await self._files(placement, pulled)
+        try:
+            return await self._load_pulled(placement, wanted, pulled, env, variables, files)
+        except BaseException:
+            ctx.files.release(files)
+            raise
+
+    async def _files(self, placement: WasmPlacement, pulled: PullResult) -> FilesPlan:
+        """The app's file trees on this node (written once per content) and its scratch directory."""
+        ctx, ns, declared = self.ctx, self.namespace, placement.spec.files
+        if declared is None:
+            return FilesPlan()
+        mounts: list[tuple[str, str]] = []
+        trees: set[Path] = set()
+        for m in declared.mounts:
+            what = f"files {m.path}"
+            if m.artifact is not None:
+                tree = await asyncio.to_thread(
+                    ctx.files.tree,
+                    "artifact",
+                    pulled.digest.split(":", 1)[-1],
+                    lambda folder, limit: ctx.puller.write_files(pulled, folder, limit),
+                )
+                host = inside(tree, m.artifact.path)
+                if not host.is_dir():
+                    raise FilesError(f"{what}: the artifact has no folder {m.artifact.path}", retryable=False)
+            else:
+                assert m.config_map is not None
+                source = f"{what}: ConfigMap {ns}/{m.config_map.name}"
+                data, binary = await ctx.secrets.config_map(ns, m.config_map.name, what)
+                named = config_map_files(data, binary, source)
+                tree = host = await asyncio.to_thread(
+                    ctx.files.tree,
+                    "configmap",
+                    content_key(named),
+                    functools.partial(write_files, named, source),
+                )
+            mounts.append((str(host), m.path))
+            trees.add(tree)
+        scratch = declared.scratch
+        plan = FilesPlan(
+            mounts=tuple(mounts),
+            scratch=(scratch.path, scratch.size_bytes, str(ctx.cfg.scratch_dir)) if scratch else None,
+            trees=frozenset(trees),
+        )
+        ctx.files.check_app(plan)
+        ctx.files.use(plan)
+        return plan
+
+    async def _load_pulled(
+        self,
+        placement: WasmPlacement,
+        wanted: str,
+        pulled: PullResult,
+        env: dict[str, str],
+        variables: dict[str, str],
+        files: FilesPlan,
+    ) -> RunningApp:
+        ctx, spec, ns = self.ctx, placement.spec, self.namespace
         self._set("Compiling", False, f"compiling {pulled.module_digest} ({pulled.format.value})")
         bindings = AppBindings(
             namespace=ns,
@@ -268,6 +333,8 @@ class PlacementWorker:
                 timeout_s=spec.limits.timeout_ms / 1000,
                 max_concurrency=spec.limits.max_concurrency,
             ),
+            mounts=files.mounts,
+            scratch=files.scratch,
         )
         wasm = await asyncio.to_thread(pulled.module_path.read_bytes)
         bound: list[BindingsListener] = []
@@ -296,6 +363,7 @@ class PlacementWorker:
             bindings=bindings,
             invoker=inflight.wrap(invoke),
             inflight=inflight,
+            files=files,
         )
 
     # --- switching ----------------------------------------------------------------------------------
@@ -408,6 +476,7 @@ class PlacementWorker:
         for listener in self.ctx.listeners:
             with contextlib.suppress(Exception):
                 await listener.unbind(old.bindings)
+        self.ctx.files.release(old.files)
         self.ctx.forget_module(old.module_digest)
 
     # --- removal ------------------------------------------------------------------------------------

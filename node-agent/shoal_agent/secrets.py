@@ -55,14 +55,24 @@ class SecretReader:
                 f"{what}: Secret {namespace}/{ref.name} key {ref.key!r} is not UTF-8 text"
             ) from None
 
-    async def _config_map_key(self, namespace: str, ref: KeySelector, what: str) -> str:
+    async def config_map(
+        self, namespace: str, name: str, what: str
+    ) -> tuple[dict[str, str], dict[str, bytes]]:
+        """A ConfigMap's data and (decoded) binaryData."""
         try:
-            cm = await self._core.read_namespaced_config_map(ref.name, namespace)
+            cm = await self._core.read_namespaced_config_map(name, namespace)
         except ApiException as e:
             if e.status == 404:
-                raise MissingReference(f"{what}: ConfigMap {namespace}/{ref.name} not found") from None
+                raise MissingReference(f"{what}: ConfigMap {namespace}/{name} not found") from None
             raise
-        data: dict[str, str] = dict(cm.data or {})
+        try:
+            binary = {k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()}
+        except binascii.Error:
+            raise MissingReference(f"{what}: ConfigMap {namespace}/{name} has invalid binaryData") from None
+        return dict(cm.data or {}), binary
+
+    async def _config_map_key(self, namespace: str, ref: KeySelector, what: str) -> str:
+        data, _binary = await self.config_map(namespace, ref.name, what)
         if ref.key not in data:
             raise MissingReference(f"{what}: ConfigMap {namespace}/{ref.name} has no key {ref.key!r}")
         return data[ref.key]

@@ -19,6 +19,7 @@ WASM_LAYER = "application/wasm"
 # releases) or a layer of this media type beside an OCI image config (newer ones).
 SPIN_CONFIG = "application/vnd.fermyon.spin.application.v1+config"
 SPIN_WASM_LAYER = "application/vnd.wasm.content.layer.v1+wasm"
+SPIN_DATA_LAYER = "application/vnd.wasm.content.layer.v1+data"  # one of the app's files, as is
 
 # (3) Docker+Wasm: an ordinary image whose filesystem layers hold the module.
 OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -12,12 +12,12 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import digests, formats, layers
+from . import datafiles, digests, formats, layers
 from . import mediatypes as mt
 from .credentials import DockerConfig
 from .errors import ArtifactTooLarge, NotWasm
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+"""2: records what the artifact's files are (Spin data layers, an image's layers)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class PullResult:
     format: WasmFormat
     cache_hit: bool
     seconds: float
+    files: Mapping[str, Any] | None = None
+    """Where the artifact's files are: {"spin": [[digest, path], ...]} or {"image": [digest, ...]};
+    None for a CNCF Wasm artifact (it carries only its module)."""
 
     @property
     def result(self) -> Literal["hit", "miss"]:
@@ -129,7 +133,23 @@ class ArtifactPuller:
             format=WasmFormat(record["format"]),
             cache_hit=True,
             seconds=time.monotonic() - started if started is not None else 0.0,
+            files=record.get("files"),
         )
+
+    def write_files(self, pulled: PullResult, root: Path, limit: int) -> None:
+        """Write the artifact's files as a tree under `root` (blocking), at most `limit` bytes."""
+        files = pulled.files or {}
+        if "spin" in files:
+            placed = [(self.store.blob_path(str(d)), str(p)) for d, p in files["spin"]]
+            datafiles.place_spin_files(placed, root, limit)
+        elif "image" in files:
+            stack = [self.store.blob_path(str(d)) for d in files["image"]]
+            datafiles.extract_image_tree(stack, root, limit)
+        else:
+            raise NotWasm(
+                f"{pulled.reference} is a {pulled.format.value} artifact, which carries no files "
+                "(only a Spin app's data layers or a Docker+Wasm image's filesystem do)"
+            )
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -174,18 +194,26 @@ class ArtifactPuller:
             Descriptor.from_json(d, "layer").size for d in manifest.get("layers") or []
         )
         config_path = await self._blob(client, config_desc, MAX_CONFIG_BYTES, "config")
-        location = formats.locate_module(manifest, formats.parse_json(config_path.read_bytes(), "config"))
-        if location.locked_app is not None:
+        config = formats.parse_json(config_path.read_bytes(), "config")
+        location = formats.locate_module(manifest, config)
+        if location.locked_app is not None:  # newer Spin: the locked app is a layer, not the config
             locked = await self._blob(client, location.locked_app, MAX_CONFIG_BYTES, "Spin locked app")
-            location = formats.locate_spin(
-                location.layers, formats.parse_json(locked.read_bytes(), "locked app")
-            )
-        if location.download_size > self.max_artifact_bytes:
+            config = formats.parse_json(locked.read_bytes(), "locked app")
+            location = formats.locate_spin(location.layers, config)
+        data_layers = self._data_layers(manifest, config, location)
+        needed = location.download_size + sum(d.size for d, _ in data_layers)
+        if needed > self.max_artifact_bytes:
             raise ArtifactTooLarge(
-                f"{ref} needs {location.download_size} bytes (manifest total {declared}); "
-                f"bound is {self.max_artifact_bytes}"
+                f"{ref} needs {needed} bytes (manifest total {declared}); bound is {self.max_artifact_bytes}"
             )
         module_digest = await self._module(client, location)
+        for desc, _path in data_layers:
+            await self._blob(client, desc, self.max_artifact_bytes, "data layer")
+        files: dict[str, Any] | None = None
+        if location.format is WasmFormat.SPIN:
+            files = {"spin": [[d.digest, path] for d, path in data_layers]}
+        elif location.format is WasmFormat.DOCKER_IMAGE:
+            files = {"image": [d.digest for d in location.layers]}
         path = self.store.blob_path(module_digest)
         with path.open("rb") as fh:
             formats.check_wasm_bytes(fh.read(8), f"module of {ref}")
@@ -198,6 +226,7 @@ class ArtifactPuller:
                 "format": location.format.value,
                 "module_digest": module_digest,
                 "module_size": size,
+                "files": files,
             },
         )
         return PullResult(
@@ -209,7 +238,28 @@ class ArtifactPuller:
             format=location.format,
             cache_hit=False,
             seconds=time.monotonic() - started,
+            files=files,
         )
+
+    @staticmethod
+    def _data_layers(
+        manifest: Mapping[str, Any], config: Mapping[str, Any], location: ModuleLocation
+    ) -> list[tuple[Descriptor, str]]:
+        """A Spin app's files: each data layer its component names, with the path it goes to."""
+        if location.format is not WasmFormat.SPIN:
+            return []
+        by_digest = {
+            d.digest: d
+            for d in (Descriptor.from_json(raw, "layer") for raw in manifest.get("layers") or [])
+            if d.media_type == mt.SPIN_DATA_LAYER
+        }
+        out = []
+        for f in datafiles.spin_component_files(config, location.layers[0].digest):
+            desc = by_digest.get(f.digest)
+            if desc is None:
+                raise NotWasm(f"Spin file {f.path} names {f.digest}, which is no data layer of the artifact")
+            out.append((desc, f.path))
+        return out
 
     async def _module(self, client: RegistryClient, location: ModuleLocation) -> str:
         """Fetch what holds the module; for an image, extract the Entrypoint file into its own blob."""

@@ -148,6 +148,7 @@ def placement_spec(
         variables=list(spec.variables),
         dependencies=list(dependencies),
         capabilities=spec.capabilities,
+        files=spec.files,
         app_generation=app.metadata.generation or 0,
     ).with_template_hash()
 

@@ -149,6 +149,15 @@ class Kube:
             raise
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
+    async def config_map_exists(self, namespace: str, name: str) -> bool:
+        try:
+            await self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
     async def read_pull_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         data = await self.read_secret(namespace, name)
         if data is None or ".dockerconfigjson" not in data:

@@ -93,6 +93,10 @@ class Prepare:
                 return "SecretNotFound", f"env {env.name}: Secret {ns}/{ref.name} does not exist"
             if ref.key not in data:
                 return "SecretKeyNotFound", f"env {env.name}: Secret {ns}/{ref.name} has no key {ref.key!r}"
+        for mount in app.spec.files.mounts if app.spec.files else []:
+            cm = mount.config_map
+            if cm is not None and not await self.kube.config_map_exists(ns, cm.name):
+                return "ConfigMapNotFound", f"files {mount.path}: ConfigMap {ns}/{cm.name} does not exist"
         for secret in app.spec.module.image_pull_secrets:
             if await self.kube.read_pull_secret(ns, secret.name) is None:
                 return (

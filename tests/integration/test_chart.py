@@ -301,6 +301,7 @@ OPERATOR_CAN = [
     ("create", "persistentvolumeclaims", "APP"),
     ("create", "secrets", "APP"),
     ("get", "secrets", "APP"),
+    ("get", "configmaps", "APP"),  # spec.files: checked to exist, by name
     ("create", "services", "APP"),
     ("patch", "services", "APP"),
     ("create", "endpointslices.discovery.k8s.io", "APP"),
@@ -324,7 +325,8 @@ OPERATOR_CANNOT = [
     ("update", "statefulsets.apps", "APP"),
     ("delete", "services", "APP"),
     ("patch", "nodes", None),
-    ("get", "configmaps", "APP"),
+    ("list", "configmaps", "APP"),
+    ("watch", "configmaps", "*"),
     ("create", "clusterroles.rbac.authorization.k8s.io", None),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", None),
 ]

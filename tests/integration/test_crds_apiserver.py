@@ -54,6 +54,22 @@ def test_crds_are_established_with_columns(shoal_crds: Path, namespace: str) -> 
         ({"trigger": {"redis": {"dependency": "cache", "channel": "c"}}}, "trigger.redis.dependency"),
         ({"dependencies": [{"name": "db"}]}, "exactly one dependency kind"),
         ({"env": [{"name": "A"}]}, "exactly one of value or valueFrom"),
+        ({"files": {"mounts": [{"path": "data", "artifact": {}}]}}, "spec.files.mounts[0].path"),
+        ({"files": {"mounts": [{"path": "/a/../b", "artifact": {}}]}}, "spec.files.mounts[0].path"),
+        (
+            {
+                "files": {
+                    "mounts": [{"path": "/d", "artifact": {}}, {"path": "/d/e", "configMap": {"name": "c"}}]
+                }
+            },
+            "two mount paths clash",
+        ),
+        (
+            {"files": {"mounts": [{"path": "/", "artifact": {}}], "scratch": {"path": "/tmp"}}},
+            "scratch path clashes",
+        ),
+        ({"files": {"scratch": {"path": "/tmp", "size": "2Gi"}}}, "at most 1Gi"),
+        ({"files": {"mounts": [{"path": "/d"}]}}, "exactly one of artifact or configMap"),
     ],
 )
 def test_invalid_wasmapps_are_rejected_with_readable_messages(

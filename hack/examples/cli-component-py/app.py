@@ -1,5 +1,7 @@
 """A wasi:cli/run component in Python (componentize-py): prints its arguments and the CGI
-response a WAGI route expects, so it serves as a job, a message handler or an HTTP handler."""
+response a WAGI route expects, so it serves as a job, a message handler or an HTTP handler.
+With the arguments `cat PATH` it prints that file instead (or why it cannot), for the tests of
+`spec.files` through wasi:filesystem."""
 
 import os
 import sys
@@ -9,6 +11,15 @@ from wit_world import exports
 
 class Run(exports.Run):
     def run(self) -> None:
+        if sys.argv[1:2] == ["cat"] and len(sys.argv) == 3:
+            print("Content-Type: text/plain")
+            print()
+            try:
+                with open(sys.argv[2]) as f:
+                    print(f.read(), end="")
+            except OSError as e:
+                print(f"cannot open {sys.argv[2]}: {e.strerror}")
+            return
         path = os.environ.get("PATH_INFO", "")
         data = sys.stdin.read()
         print("Content-Type: text/plain")

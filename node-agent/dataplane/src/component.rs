@@ -131,18 +131,24 @@ pub async fn run_command(
         .stdin(MemoryInputPipe::new(req.stdin))
         .stdout(stdout.clone())
         .stderr(stderr.clone());
+    let (scratch, opened) = match app.files.preopen(&mut wasi) {
+        Ok(s) => (s.map(Arc::new), Ok(())),
+        Err(e) => (None, Err(e)),
+    };
     let mut store = Store::new(&shared.engine, guest(wasi.build(), app));
     store.limiter(|g| &mut g.limiter);
-    govern(&mut store, shared, app.id, ticket);
+    govern(&mut store, shared, app.id, ticket, scratch.clone());
     let start = ticket.start;
     let mut instantiated = None;
     let outcome: Result<std::result::Result<(), ()>> = async {
+        opened?;
         let command = pre.instantiate_async(&mut store).await?;
         instantiated = Some(Instant::now());
         command.wasi_cli_run().call_run(&mut store).await
     }
     .await;
     let timing = Timing::ended(start, instantiated);
+    let outcome = crate::files::checked_at_end(outcome, scratch.as_deref());
     let verdict = match outcome {
         Ok(Err(())) => (
             Outcome::Exit,
@@ -190,9 +196,13 @@ pub async fn serve(
         .envs(app.env())
         .stdout(stdout.clone())
         .stderr(stderr.clone());
+    let (scratch, opened) = match app.files.preopen(&mut wasi) {
+        Ok(s) => (s.map(Arc::new), Ok(())),
+        Err(e) => (None, Err(e)),
+    };
     let mut store = Store::new(&shared.engine, guest(wasi.build(), &app));
     store.limiter(|g| &mut g.limiter);
-    govern(&mut store, &shared, app.id, &ticket);
+    govern(&mut store, &shared, app.id, &ticket, scratch.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The body is read by the guest as it asks for it, never more than the app's limit.
     let req = req.map(|body| {
@@ -222,6 +232,7 @@ pub async fn serve(
     let guest = async move {
         let mut instantiated = None;
         let outcome: Result<()> = async {
+            opened?;
             let proxy = pre.instantiate_async(&mut store).await?;
             instantiated = Some(Instant::now());
             proxy
@@ -231,6 +242,7 @@ pub async fn serve(
         }
         .await;
         let timing = Timing::ended(start, instantiated);
+        let outcome = crate::files::checked_at_end(outcome, scratch.as_deref());
         let verdict = classify(
             outcome,
             store.data().limiter.hit,
@@ -324,6 +336,7 @@ mod tests {
             },
             egress: Default::default(),
             spin: Default::default(),
+            files: Default::default(),
         };
         let metrics = Registry::new(vec![0.001]).app("ns", "cmd");
         Arc::new(AppVersion::new_component(&shared.engine, &component, cfg, metrics).unwrap())

@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::component::{CGuest, Kind};
+use crate::files::{Scratch, ScratchFull};
 use crate::hostcall::{HostBridge, HostFn, HostState};
 use crate::lane::{self, Cancelled, Lanes};
 use crate::metrics::AppMetrics;
@@ -80,6 +81,8 @@ pub struct AppVersion {
     pub limits: AppLimits,
     pub egress: Arc<crate::egress::Policy>,
     pub spin: Arc<crate::spin::SpinApp>,
+    /// The directories its guests see (crate::files).
+    pub files: Arc<crate::files::Files>,
     /// Spin imports the component has that Shoal does not implement (their calls trap).
     pub stubbed: Vec<String>,
     pub metrics: Arc<AppMetrics>,
@@ -272,6 +275,8 @@ pub struct AppConfig {
     pub egress: Arc<crate::egress::Policy>,
     /// What a Spin app's Spin imports see (variables, the key-value backend).
     pub spin: Arc<crate::spin::SpinApp>,
+    /// The directories its guests see: read-only mounts and a scratch directory.
+    pub files: Arc<crate::files::Files>,
 }
 
 impl AppVersion {
@@ -329,6 +334,7 @@ impl AppVersion {
         metrics: Arc<AppMetrics>,
         bridge: Option<Arc<HostBridge>>,
     ) -> Result<Self> {
+        cfg.files.check()?;
         let mut argv = vec![cfg.name.clone()];
         argv.extend(cfg.args);
         Ok(Self {
@@ -342,6 +348,7 @@ impl AppVersion {
             limits: cfg.limits,
             egress: cfg.egress,
             spin: cfg.spin,
+            files: cfg.files,
             stubbed,
             metrics,
             in_flight: AtomicU64::new(0),
@@ -582,12 +589,16 @@ pub(crate) fn govern<T: Send + 'static>(
     shared: &Arc<Shared>,
     app_id: u64,
     ticket: &Ticket,
+    scratch: Option<Arc<Scratch>>,
 ) {
     store.set_epoch_deadline(1);
     let (sh, holding, deadline) = (shared.clone(), ticket.holding.clone(), ticket.deadline);
     store.epoch_deadline_callback(move |_ctx| {
         if sh.interrupt.load(Ordering::Relaxed) || Instant::now() >= deadline {
             return Ok(UpdateDeadline::Interrupt);
+        }
+        if let Some(s) = &scratch {
+            s.tick().map_err(wasmtime::Error::new)?;
         }
         // Give the slot to the next app in line, really yield the thread (so a request that has
         // not reached the queue yet gets polled), then queue for a slot again; in the background
@@ -658,6 +669,7 @@ async fn run(
         .stdin(MemoryInputPipe::new(req.stdin))
         .stdout(stdout.clone())
         .stderr(stderr.clone());
+    let scratch = app.files.preopen(&mut wasi).map(|s| s.map(Arc::new));
     let guest = Guest {
         wasi: wasi.build_p1(),
         holding: ticket.holding.clone(),
@@ -670,10 +682,15 @@ async fn run(
     };
     let mut store = Store::new(&shared.engine, guest);
     store.limiter(|g| &mut g.limiter);
-    govern(&mut store, shared, app.id, ticket);
+    let (scratch, opened) = match scratch {
+        Ok(s) => (s, Ok(())),
+        Err(e) => (None, Err(e)),
+    };
+    govern(&mut store, shared, app.id, ticket, scratch.clone());
     let start = ticket.start;
     let mut instantiated = None;
     let outcome: Result<()> = async {
+        opened?;
         let instance = pre.instantiate_async(&mut store).await?;
         instantiated = Some(Instant::now());
         let entry = instance
@@ -683,6 +700,7 @@ async fn run(
     }
     .await;
     let timing = Timing::ended(start, instantiated);
+    let outcome = crate::files::checked_at_end(outcome, scratch.as_deref());
     let g = store.data();
     let verdict = classify(
         outcome,
@@ -748,6 +766,9 @@ pub(crate) fn classify(
     }
     if let Some(message) = host_failure {
         return (Outcome::Trap, None, message.to_string());
+    }
+    if let Some(full) = e.downcast_ref::<ScratchFull>() {
+        return (Outcome::Trap, None, full.to_string());
     }
     if let Some(n) = e.downcast_ref::<NoEntry>() {
         return (Outcome::Error, None, n.to_string());
@@ -877,6 +898,7 @@ mod tests {
             },
             egress: Default::default(),
             spin: Default::default(),
+            files: Default::default(),
         };
         AppVersion::new(&shared.engine, &module, cfg, registry.app("ns", name), None)
     }

@@ -9,6 +9,7 @@ pub mod cgi;
 pub mod component;
 pub mod egress;
 pub mod engine;
+pub mod files;
 pub mod hostcall;
 pub mod invoke;
 pub mod lane;

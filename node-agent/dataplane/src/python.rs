@@ -311,7 +311,8 @@ impl DataPlane {
     /// params, results, index) of the Python host functions the module imports.
     #[pyo3(signature = (compiled, *, namespace, name, args, env, entrypoint, memory_bytes, timeout_s,
                         max_concurrency, max_wait_s, stdout_bytes, stderr_bytes, host_functions,
-                        allowed_outbound=Vec::new(), variables=Vec::new()))]
+                        allowed_outbound=Vec::new(), variables=Vec::new(), mounts=Vec::new(),
+                        scratch=None))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
@@ -331,6 +332,8 @@ impl DataPlane {
         host_functions: Vec<LinkedFunction>,
         allowed_outbound: Vec<(String, String, String)>,
         variables: Vec<(String, String)>,
+        mounts: Vec<(String, String)>,
+        scratch: Option<(String, u64, String)>,
     ) -> PyResult<App> {
         let rules = allowed_outbound
             .iter()
@@ -389,6 +392,21 @@ impl DataPlane {
             },
             egress: Arc::new(crate::egress::Policy::new(rules)),
             spin,
+            // (host directory, guest path) pairs; scratch: (guest path, bound, host root).
+            files: Arc::new(crate::files::Files {
+                mounts: mounts
+                    .into_iter()
+                    .map(|(host, guest)| crate::files::Mount {
+                        host: host.into(),
+                        guest,
+                    })
+                    .collect(),
+                scratch: scratch.map(|(guest, max_bytes, root)| crate::files::ScratchSpec {
+                    guest,
+                    max_bytes,
+                    root: root.into(),
+                }),
+            }),
         };
         let artifact = compiled.module.clone();
         let engine = self.shared.engine.clone();

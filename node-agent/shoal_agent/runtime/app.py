@@ -45,6 +45,10 @@ class AppSpec:
     """Where a component may send outbound HTTP (parsed `capabilities.allowedOutboundHosts`)."""
     variables: Mapping[str, str] = field(default_factory=dict)
     """Spin app variables (`fermyon:spin/variables`), resolved."""
+    mounts: tuple[tuple[str, str], ...] = ()
+    """(host directory, guest path) pairs every instance sees read-only (`spec.files`)."""
+    scratch: tuple[str, int, str] | None = None
+    """(guest path, bound in bytes, host root): a fresh writable directory per invocation."""
 
     @property
     def key(self) -> tuple[str, str]:

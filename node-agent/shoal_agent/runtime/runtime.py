@@ -118,6 +118,8 @@ class WasmRuntime:
                 host_functions=linked,
                 allowed_outbound=[host.parts() for host in spec.allowed_outbound],
                 variables=sorted(spec.variables.items()),
+                mounts=list(spec.mounts),
+                scratch=spec.scratch,
             )
         except ValueError as e:
             raise InvalidWasmError(f"cannot link the {compiled.kind}: {e}") from e
