@@ -325,7 +325,7 @@ mod tests {
             egress: Default::default(),
             spin: Default::default(),
         };
-        let metrics = Registry::new(vec![0.001]).app("ns", "cmd");
+        let metrics = Registry::new(vec![0.001], vec![65536.0]).app("ns", "cmd");
         Arc::new(AppVersion::new_component(&shared.engine, &component, cfg, metrics).unwrap())
     }
 
