@@ -6,8 +6,9 @@ and one agent per kwok Node as local processes with the chart's ServiceAccount t
 scraping them, the hello modules (C, Go, WAT in three OCI formats), a job and a schedule from examples/*.yaml,
 a few hundred requests, then Finicky Whiskers (examples/finicky-whiskers.yaml: tally, scoreboard,
 leaderboard on real Redis and MariaDB served at their pods' IPs by `python -m localcluster.depservers`),
-clicks through tally's EndpointSlice, and what every cold-start phase per app took (count and mean;
-p50/p99 bucket estimates where there were enough samples). Every process
+clicks through tally's EndpointSlice, the component apps (examples/components.yaml: a C wasi:cli
+component and a Spin app on tally's Redis) with what they answer, and what every cold-start phase
+per app took (count and mean; p50/p99 bucket estimates where there were enough samples). Every process
 it starts is recorded in the cluster's state file, which `make down` reads.
 """
 
@@ -29,7 +30,7 @@ from localcluster.prometheus import Prometheus
 from localcluster.shoalprocs import LocalShoal
 from localcluster.testnet import TestNet
 from localcluster.tools import cache_dir
-from localcluster.whiskers import APPS, DB_POD, REDIS_POD, Whiskers, WhiskersError, poll, progress
+from localcluster.whiskers import APPS, DB_POD, REDIS_POD, Whiskers, WhiskersError, http_get, poll, progress
 
 CLUSTER = "default"
 NS = "shoal-demo"
@@ -189,6 +190,33 @@ def click_whiskers(w: Whiskers, redis_at: Address, db_at: Address, password: str
     return tally[0], leader[0]
 
 
+def component_apps(plane: ControlPlane, registry: str, wasm: Path, shoal: LocalShoal) -> None:
+    """examples/components.yaml: the C wasi:cli component and the Spin app (on tally's Redis, so after
+    Finicky Whiskers): build, push, apply, and what they answer."""
+    step("building the component apps (hack/examples/build-components.sh: wasm-tools, componentize-py)")
+    started = time.monotonic()
+    examples.build(wasm, components=examples.COMPONENTS)
+    print(f"    built or found fresh in {time.monotonic() - started:.1f}s")
+    for name, digest in examples.push(registry, wasm, examples.COMPONENTS).items():
+        print(f"    {registry}/examples/{name}:v1  {digest[:19]}…")
+    step("kubectl apply -f examples/components.yaml (a wasi:cli component, a Spin app in Spin's packaging)")
+    examples.apply(plane, examples.manifests(examples.EXAMPLES_DIR / "components.yaml", registry))
+    requests = {
+        "hello-c-component": ["/hello-c-component/demo?from=component"],
+        "spin-counter": ["/spin-counter"] * 3,
+    }
+    examples.wait_ready(plane, NS, requests, timeout=180)
+    for app, paths in requests.items():
+        node = examples.placements(plane, NS, app)[0]["spec"]["nodeName"]
+        agent = shoal.agents[node]
+        for path in paths:
+            status, body = http_get((agent.http_host, agent.http_port), path)
+            answer = " | ".join(line for line in body.strip().splitlines()[:3])
+            print(f"    curl {agent.url}{path}  -> {status} {answer}")
+            if status != 200:
+                raise RuntimeError(f"{app} answered {status}: {body.strip()}")
+
+
 def cold_starts(prom: Prometheus) -> None:
     time.sleep(5)  # two more scrapes
     step("cold starts per phase, from Prometheus (the agents' histograms: _count, _sum, and buckets)")
@@ -259,6 +287,12 @@ def main() -> int:
         print(
             f"Logs: {workdir / 'logs'}, {workdir / 'depservers'}; `make down` stops it all", file=sys.stderr
         )
+        return 1
+    try:
+        component_apps(plane, registry, wasm, shoal)
+    except (TimeoutError, RuntimeError) as e:
+        print(f"\nThe component apps failed: {e}", file=sys.stderr)
+        print(f"Logs: {workdir / 'logs'}; `make down` stops it all", file=sys.stderr)
         return 1
     cold_starts(prom)
     print_next_steps(plane, shoal, prom, whiskers, time.monotonic() - started)

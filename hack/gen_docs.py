@@ -411,6 +411,13 @@ def _seconds(bound: float) -> str:
     return f"{bound:g}s"
 
 
+def _bytes(bound: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if bound >= size:
+            return f"{bound / size:g}{unit}"
+    return f"{bound:g}B"
+
+
 def _metrics_table(docs: list[MetricDoc]) -> str:
     lines = ["| metric | type | labels | help |", "| --- | --- | --- | --- |"]
     for d in docs:
@@ -427,7 +434,8 @@ def _buckets(docs: list[MetricDoc]) -> str:
     lines = []
     for bounds, names in by_buckets.items():
         which = ", ".join(f"`{n}`" for n in names)
-        lines.append(f"- {which}: {', '.join(_seconds(b) for b in bounds)}, +Inf")
+        unit = _bytes if names[0].endswith("_bytes") else _seconds
+        lines.append(f"- {which}: {', '.join(unit(b) for b in bounds)}, +Inf")
     return "Histogram bucket upper bounds:\n\n" + "\n".join(lines) + "\n"
 
 

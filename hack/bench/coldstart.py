@@ -21,7 +21,9 @@ One run prints `name=value` lines, in this order:
     burst, and the admission refusals from its /metrics.
   * `module_*` / `component_*`: the C hello next to the Python wasi:http component (componentize-py,
     built by hack/examples/build-components.sh), each alone on an agent: compile vs disk-cache load,
-    instantiate and first-byte p50 at low load, req/s at 16 connections;
+    instantiate and first-byte p50 at low load, memory per instance (peak linear memory: p50 and mean
+    of shoal_instance_memory_bytes; `component_memory_ratio` the ratio of the means), req/s at
+    16 connections;
   * `goals_missed`: the goals (GOALS below) this run did not meet.
 
     .venv/bin/python hack/bench/coldstart.py [--skip runc|core|http|rss|neighbour|components] [--duration 5]
@@ -311,15 +313,18 @@ class Agent:
             v for n, ls, v in self.samples() if n == name and all(ls.get(k) == x for k, x in labels.items())
         )
 
-    def queue_wait(self, app: str) -> tuple[float, float]:
-        """(sum of seconds, count) of the app's queue-wait histogram so far."""
+    def sum_count(self, name: str, app: str) -> tuple[float, float]:
+        """(sum, count) of one app's histogram `name` so far."""
         samples = self.samples()
 
-        def total(name: str) -> float:
-            return sum(v for n, ls, v in samples if n == name and ls.get("app") == app)
+        def total(series: str) -> float:
+            return sum(v for n, ls, v in samples if n == series and ls.get("app") == app)
 
-        name = "shoal_invocation_queue_wait_seconds"
         return total(name + "_sum"), total(name + "_count")
+
+    def queue_wait(self, app: str) -> tuple[float, float]:
+        """(sum of seconds, count) of the app's queue-wait histogram so far."""
+        return self.sum_count("shoal_invocation_queue_wait_seconds", app)
 
     def buckets(self, name: str, app: str) -> list[tuple[float, float]]:
         """(upper bound, cumulative count) of one app's histogram `name`, +Inf last."""
@@ -673,9 +678,14 @@ def load_seconds(wasm: bytes) -> tuple[float, float]:
 
 def component_figures(module: Path, seconds: int) -> Figures:
     """The C hello (a core module, WAGI) and the Python wasi:http component (componentize-py), each
-    alone on an agent: compile vs cache load, instantiate and first byte p50 (the agent's histograms
-    over a `wrk -c1` run), and req/s (`wrk -t2 -c16`)."""
+    alone on an agent: compile vs cache load, instantiate and first byte p50 and memory per instance
+    (the agent's histograms over a `wrk -c1` run), and req/s (`wrk -t2 -c16`). Memory per instance
+    is each instance's peak linear memory: the p50 of shoal_instance_memory_bytes, interpolated in
+    its power-of-two bucket as histogram_quantile does, and the exact mean from its _sum/_count;
+    `component_memory_ratio` is the ratio of the means."""
     figures: Figures = {}
+    first_byte, start = "shoal_invocation_first_byte_seconds", "shoal_instance_start_seconds"
+    memory = "shoal_instance_memory_bytes"
     for kind, path in (("module", module), ("component", default_component())):
         compile_s, cache_s = load_seconds(path.read_bytes())
         figures[f"{kind}_compile_ms"] = compile_s * 1e3
@@ -683,17 +693,22 @@ def component_figures(module: Path, seconds: int) -> Figures:
         with agent_process(path, EngineSettings().memory_budget_bytes // MiB) as agent:
             url = agent.base + HELLO_PATH
             wrk(url, 1, 1, 1)
-            names = ("shoal_invocation_first_byte_seconds", "shoal_instance_start_seconds")
+            names = (first_byte, start, memory)
             before = {n: agent.buckets(n, "hello") for n in names}
+            sum_before = agent.sum_count(memory, "hello")
             wrk(url, 1, 1, seconds, latency=True)
             after = {n: agent.buckets(n, "hello") for n in names}
-            figures[f"{kind}_first_byte_p50_us"] = (
-                quantile_between(before[names[0]], after[names[0]], 0.5) * 1e6
-            )
-            figures[f"{kind}_instantiate_p50_us"] = (
-                quantile_between(before[names[1]], after[names[1]], 0.5) * 1e6
-            )
+            sum_after = agent.sum_count(memory, "hello")
+
+            p50 = {n: quantile_between(before[n], after[n], 0.5) for n in names}
+            figures[f"{kind}_first_byte_p50_us"] = p50[first_byte] * 1e6
+            figures[f"{kind}_instantiate_p50_us"] = p50[start] * 1e6
+            figures[f"{kind}_memory_per_instance_kib"] = p50[memory] / 1024
+            figures[f"{kind}_memory_per_instance_mean_kib"] = mean_between(sum_before, sum_after) / 1024
             figures[f"{kind}_rps"] = wrk(url, 2, 16, seconds).rps
+    figures["component_memory_ratio"] = (
+        figures["component_memory_per_instance_mean_kib"] / figures["module_memory_per_instance_mean_kib"]
+    )
     return figures
 
 

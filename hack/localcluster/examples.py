@@ -14,11 +14,12 @@ from typing import Any
 import yaml
 
 from .controlplane import ControlPlane
-from .tools import HACK_DIR
+from .tools import HACK_DIR, cache_dir
 
 REPO = HACK_DIR.parent
 EXAMPLES_DIR = REPO / "examples"
 BUILD = HACK_DIR / "examples" / "build.sh"
+BUILD_COMPONENTS = HACK_DIR / "examples" / "build-components.sh"
 API = "/apis/shoal.dev/v1alpha1"
 
 
@@ -40,15 +41,24 @@ WHISKERS = (  # examples/finicky-whiskers.yaml; scoreboard is Go (needs the go t
     Guest("scoreboard", "WASM_ARTIFACT"),
     Guest("leaderboard", "WASM_ARTIFACT"),
 )
+COMPONENTS = (  # examples/components.yaml; built by build-components.sh
+    Guest("hello-c-component", "WASM_ARTIFACT"),
+    Guest("spin-counter-py", "SPIN", {"app_name": "spin-counter"}),
+)
 UNREACHABLE = Guest("unreachable", "WASM_ARTIFACT")  # traps on every call: the error panels' data
 
 
-def build(out: Path | None = None) -> Path:
-    """Run build.sh (incremental); returns the folder of .wasm files."""
-    argv = [str(BUILD), *([str(out)] if out else [])]
+def build(out: Path | None = None, *, components: Iterable[Guest] = ()) -> Path:
+    """Run build.sh (incremental); returns the folder of .wasm files. With `components`, run
+    build-components.sh for those (it runs build.sh first; componentize-py needs network once)."""
+    names = [g.name for g in components]
+    script = BUILD_COMPONENTS if names else BUILD
+    if names and out is None:
+        out = cache_dir() / "examples"  # both scripts' default; NAMEs need it spelled out
+    argv = [str(script), *([str(out)] if out else []), *names]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise RuntimeError(f"build.sh failed:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"{script.name} failed:\n{done.stdout}\n{done.stderr}")
     last = done.stdout.strip().splitlines()[-1]  # "done   <out>"
     return Path(last.split(maxsplit=1)[1])
 

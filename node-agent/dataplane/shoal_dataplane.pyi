@@ -45,6 +45,7 @@ class DataPlane:
         cache_dir: str | None,
         memory_budget: int,
         buckets: Sequence[float],
+        memory_buckets: Sequence[float],
         guest_threads: int = ...,
         tick_ms: float = ...,
         keep_resident_bytes: int = ...,

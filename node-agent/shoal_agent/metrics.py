@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .runtime.metrics import LATENCY_BUCKETS, NativeRow, NativeSnapshot
+from .runtime.metrics import LATENCY_BUCKETS, MEMORY_BUCKETS, NativeRow, NativeSnapshot
 
 # prometheus-client's own `le` formatting (untyped upstream), so our buckets read like its own.
 _le = cast(Callable[[float], str], floatToGoString)
@@ -32,27 +32,38 @@ APP_LABELS = ("namespace", "app", "node")
 PULL_RESULTS = ("hit", "miss")
 COMPILE_RESULTS = ("compiled", "cache_load")
 
-# (snapshot key, metric name, help), in the order they are exported.
-NATIVE_HISTOGRAMS: tuple[tuple[str, str, str], ...] = (
+# (snapshot key, metric name, help, bucket bounds), in the order they are exported.
+NATIVE_HISTOGRAMS: tuple[tuple[str, str, str, tuple[float, ...]], ...] = (
     (
         "instance_start",
         "shoal_instance_start_seconds",
         "Per-invocation instantiation time (store setup + instantiate).",
+        LATENCY_BUCKETS,
     ),
     (
         "first_byte",
         "shoal_invocation_first_byte_seconds",
         "Time from request arrival to the first response byte.",
+        LATENCY_BUCKETS,
     ),
     (
         "duration",
         "shoal_invocation_duration_seconds",
         "Wall time of one invocation, instantiation included.",
+        LATENCY_BUCKETS,
     ),
     (
         "queue_wait",
         "shoal_invocation_queue_wait_seconds",
         "Time from arrival until the guest got an execution slot (admission and fair queue).",
+        LATENCY_BUCKETS,
+    ),
+    (
+        "instance_memory",
+        "shoal_instance_memory_bytes",
+        "Peak linear memory of each instance (all its memories, initial size included): what one "
+        "invocation costs in memory.",
+        MEMORY_BUCKETS,
     ),
 )
 OUTCOMES = ("ok", "exit", "trap", "timeout", "out_of_memory", "stdout_limit", "busy", "error")
@@ -73,8 +84,7 @@ class NativeMetrics(Collector):
             return self.source()
         if not self.document:
             return ()
-        zeros = (tuple(0 for _ in range(len(LATENCY_BUCKETS) + 1)), 0.0)
-        hists = {key: zeros for key, _, _ in NATIVE_HISTOGRAMS}
+        hists = {key: ((0,) * (len(bounds) + 1), 0.0) for key, _, _, bounds in NATIVE_HISTOGRAMS}
         return [
             (
                 "<namespace>",
@@ -89,8 +99,8 @@ class NativeMetrics(Collector):
 
     def collect(self) -> Iterator[Any]:
         rows = self._rows()
-        bounds = [*(_le(b) for b in LATENCY_BUCKETS), "+Inf"]
-        for key, name, doc in NATIVE_HISTOGRAMS:
+        for key, name, doc, buckets in NATIVE_HISTOGRAMS:
+            bounds = [*(_le(b) for b in buckets), "+Inf"]
             fam = HistogramMetricFamily(name, doc, labels=APP_LABELS)
             for ns, app, hists, *_ in rows:
                 counts, total = hists[key]

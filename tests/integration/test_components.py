@@ -71,6 +71,10 @@ def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
     )
     assert row is not None and row[3]["ok"] == 4  # four requests, each its own instance
     assert row[2]["instance_start"][0][-1] == 4
+    # Each instance's peak linear memory: CPython in the component takes megabytes, within the limit.
+    counts, total = row[2]["instance_memory"]
+    assert counts[-1] == 4
+    assert 4 * 1024 * 1024 < total / 4 <= LIMITS.memory_bytes
 
 
 def test_a_wasi_cli_component_runs_as_a_wagi_route_and_as_a_job(

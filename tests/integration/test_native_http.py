@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import shoal_dataplane
 
 from harness.netcluster import eventually
 from shoal_agent.metrics import AgentMetrics
@@ -170,6 +171,38 @@ def test_status_header_and_first_byte_metric(serving: tuple[Serving, Client], ex
     assert registry.get_sample_value("shoal_instance_start_seconds_count", labels) == 1
     assert registry.get_sample_value("shoal_invocations_total", {**labels, "outcome": "ok"}) == 1
     assert registry.get_sample_value("shoal_instances_active", labels) == 0
+
+
+# A WAGI hello that starts with 2 pages of linear memory and grows 3 more: 5 pages, 320 KiB.
+GROWS_TO_FIVE_PAGES = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 16) "Content-Type: text/plain\\n\\ngrew\\n")
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const 3)) (i32.const -1)) (then unreachable))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 31))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+
+
+def test_each_instance_is_counted_with_the_linear_memory_it_peaked_at(
+    serving: tuple[Serving, Client],
+) -> None:
+    s, c = serving
+    wasm = shoal_dataplane.wat2wasm(GROWS_TO_FIVE_PAGES)
+    s.mount_http(s.runtime.load_app(AppSpec("ns", "mem", limits=LIMITS), wasm), "/mem")
+    for _ in range(2):
+        assert c.get("/mem")[::2] == (200, "grew\n")
+    registry = s.runtime.metrics.registry
+    labels = {"namespace": "ns", "app": "mem", "node": "node-a"}
+
+    def bucket(le: str) -> float | None:
+        return registry.get_sample_value("shoal_instance_memory_bytes_bucket", {**labels, "le": le})
+
+    assert registry.get_sample_value("shoal_instance_memory_bytes_count", labels) == 2
+    assert registry.get_sample_value("shoal_instance_memory_bytes_sum", labels) == 2 * 5 * 65536
+    # Powers of two from 64 KiB: 320 KiB is above 256 KiB and within 512 KiB.
+    assert (bucket("262144.0"), bucket("524288.0")) == (0, 2)
 
 
 async def test_busy_is_503_with_retry_after(serving: tuple[Serving, Client], example_guests: Path) -> None:

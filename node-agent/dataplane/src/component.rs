@@ -338,7 +338,7 @@ mod tests {
             spin: Default::default(),
             files: Default::default(),
         };
-        let metrics = Registry::new(vec![0.001]).app("ns", "cmd");
+        let metrics = Registry::new(vec![0.001], vec![65536.0]).app("ns", "cmd");
         Arc::new(AppVersion::new_component(&shared.engine, &component, cfg, metrics).unwrap())
     }
 

@@ -104,14 +104,17 @@ pub struct Guest {
 pub(crate) struct MemoryLimiter {
     pub(crate) limit: usize,
     pub(crate) hit: bool,
-    /// The largest size any memory of this instance grew to (its initial size included).
+    /// Linear memory the instance holds now, all its memories together (a component may have
+    /// several); initial sizes count, since wasmtime asks the limiter for them too.
+    held: usize,
+    /// The most `held` ever was: what the instance cost in linear memory.
     pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> Result<bool> {
@@ -119,7 +122,8 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
-        self.peak = self.peak.max(desired);
+        self.held = self.held.saturating_sub(current) + desired;
+        self.peak = self.peak.max(self.held);
         Ok(true)
     }
 
@@ -390,6 +394,10 @@ impl Ticket {
         metrics.duration.observe(result.duration_seconds);
         if result.instantiate_seconds > 0.0 {
             metrics.instance_start.observe(result.instantiate_seconds);
+            // Only instances that came to be: a refused or failed instantiation cost nothing.
+            if let Some(s) = &store {
+                metrics.instance_memory.observe(s.peak_memory() as f64);
+            }
         }
         metrics.count(result.outcome.as_str());
         self.release_slot();
@@ -626,6 +634,7 @@ impl MemoryLimiter {
         Self {
             limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             hit: false,
+            held: 0,
             peak: 0,
         }
     }
@@ -832,6 +841,10 @@ mod tests {
         (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
     const SPIN: &str =
         r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+    /// 64 KiB .. 8 MiB, one bound per power of two (the agent's are 64 KiB .. 4 GiB).
+    const MEMORY_BOUNDS: [f64; 8] = [
+        65536.0, 131072.0, 262144.0, 524288.0, 1048576.0, 2097152.0, 4194304.0, 8388608.0,
+    ];
     const GROW: &str = r#"(module (memory (export "memory") 1)
       (func (export "_start") (loop $l
         (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable)) (br $l))))"#;
@@ -881,7 +894,7 @@ mod tests {
         concurrency: u32,
     ) -> Result<AppVersion> {
         let module = Module::new(&shared.engine, wat).unwrap();
-        let registry = Registry::new(vec![0.001, 0.01, 0.1, 1.0]);
+        let registry = Registry::new(vec![0.001, 0.01, 0.1, 1.0], MEMORY_BOUNDS.to_vec());
         let cfg = AppConfig {
             namespace: "ns".into(),
             name: name.into(),
@@ -947,6 +960,34 @@ mod tests {
         assert_eq!(r.outcome, Outcome::OutOfMemory, "{r:?}");
         assert_eq!(hello.in_flight.load(Ordering::Relaxed), 0);
         assert_eq!(sh.admission.memory_in_use(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_instance_records_the_linear_memory_it_peaked_at() {
+        let sh = shared(1 << 30, 2);
+        let _t = ticker(&sh);
+        // 1 page to start, then 4 and 1 more: 6 pages (384 KiB), its initial page included.
+        let grow = r#"(module (memory (export "memory") 1)
+          (func (export "_start")
+            (drop (memory.grow (i32.const 4))) (drop (memory.grow (i32.const 1)))))"#;
+        let six = app(&sh, "six", grow, 500, 4);
+        for _ in 0..2 {
+            let r = invoke(sh.clone(), six.clone(), request()).await;
+            assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+        }
+        let (counts, sum) = six.metrics.instance_memory.snapshot();
+        // Bounds 64K, 128K, 256K, 512K, ...: both instances land in the 512 KiB bucket.
+        assert_eq!(counts[..5], [0, 0, 0, 2, 2]);
+        assert_eq!(sum, 2.0 * 6.0 * 65536.0);
+        // An invocation the budget refused made no instance and records none.
+        let tight = shared(1 << 20, 2);
+        let refused = app(&tight, "refused", grow, 500, 4);
+        let r = invoke(tight.clone(), refused.clone(), request()).await;
+        assert_eq!(r.refusal, Some("memory"), "{r:?}");
+        assert_eq!(
+            refused.metrics.instance_memory.snapshot(),
+            (vec![0; 9], 0.0)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,28 +9,41 @@ use std::sync::{Arc, Mutex};
 pub struct Histogram {
     bounds: Arc<Vec<f64>>,
     counts: Vec<AtomicU64>,
-    /// Sum in nanoseconds: integer adds stay lock-free.
-    sum_ns: AtomicU64,
+    /// Sum in units of 1/`per_unit` of an observation (nanoseconds for seconds, bytes for bytes):
+    /// integer adds stay lock-free.
+    sum: AtomicU64,
+    per_unit: f64,
 }
 
 impl Histogram {
+    /// Observations in seconds.
     pub fn new(bounds: Arc<Vec<f64>>) -> Self {
+        Self::with_resolution(bounds, 1e9)
+    }
+
+    /// Observations in bytes (whole numbers: the sum needs no finer unit).
+    pub fn bytes(bounds: Arc<Vec<f64>>) -> Self {
+        Self::with_resolution(bounds, 1.0)
+    }
+
+    fn with_resolution(bounds: Arc<Vec<f64>>, per_unit: f64) -> Self {
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
         Self {
             bounds,
             counts,
-            sum_ns: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            per_unit,
         }
     }
 
-    pub fn observe(&self, seconds: f64) {
-        let i = self.bounds.partition_point(|b| *b < seconds);
+    pub fn observe(&self, value: f64) {
+        let i = self.bounds.partition_point(|b| *b < value);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns
-            .fetch_add((seconds.max(0.0) * 1e9) as u64, Ordering::Relaxed);
+        self.sum
+            .fetch_add((value.max(0.0) * self.per_unit) as u64, Ordering::Relaxed);
     }
 
-    /// (cumulative counts per bound plus +Inf, sum in seconds).
+    /// (cumulative counts per bound plus +Inf, sum in the observations' unit).
     pub fn snapshot(&self) -> (Vec<u64>, f64) {
         let mut acc = 0;
         let counts = self
@@ -41,7 +54,10 @@ impl Histogram {
                 acc
             })
             .collect();
-        (counts, self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9)
+        (
+            counts,
+            self.sum.load(Ordering::Relaxed) as f64 / self.per_unit,
+        )
     }
 }
 
@@ -62,6 +78,8 @@ pub struct AppMetrics {
     pub queue_wait: Histogram,
     pub first_byte: Histogram,
     pub duration: Histogram,
+    /// The most linear memory each instance held at once, in bytes (one observation per instance).
+    pub instance_memory: Histogram,
     pub outcomes: [AtomicU64; 8],
     pub refusals: [AtomicU64; 2],
     pub active: AtomicI64,
@@ -70,12 +88,13 @@ pub struct AppMetrics {
 }
 
 impl AppMetrics {
-    fn new(bounds: &Arc<Vec<f64>>) -> Self {
+    fn new(bounds: &Arc<Vec<f64>>, memory_bounds: &Arc<Vec<f64>>) -> Self {
         Self {
             instance_start: Histogram::new(bounds.clone()),
             queue_wait: Histogram::new(bounds.clone()),
             first_byte: Histogram::new(bounds.clone()),
             duration: Histogram::new(bounds.clone()),
+            instance_memory: Histogram::bytes(memory_bounds.clone()),
             outcomes: Default::default(),
             refusals: Default::default(),
             active: AtomicI64::new(0),
@@ -103,13 +122,16 @@ impl AppMetrics {
 /// Metrics of every app by (namespace, name); they outlive app versions, as Prometheus children do.
 pub struct Registry {
     bounds: Arc<Vec<f64>>,
+    memory_bounds: Arc<Vec<f64>>,
     apps: Mutex<HashMap<(String, String), Arc<AppMetrics>>>,
 }
 
 impl Registry {
-    pub fn new(bounds: Vec<f64>) -> Self {
+    /// `bounds` in seconds for the latency histograms, `memory_bounds` in bytes.
+    pub fn new(bounds: Vec<f64>, memory_bounds: Vec<f64>) -> Self {
         Self {
             bounds: Arc::new(bounds),
+            memory_bounds: Arc::new(memory_bounds),
             apps: Mutex::default(),
         }
     }
@@ -119,7 +141,7 @@ impl Registry {
             .lock()
             .unwrap()
             .entry((namespace.to_string(), name.to_string()))
-            .or_insert_with(|| Arc::new(AppMetrics::new(&self.bounds)))
+            .or_insert_with(|| Arc::new(AppMetrics::new(&self.bounds, &self.memory_bounds)))
             .clone()
     }
 
@@ -144,5 +166,15 @@ mod tests {
         let (counts, sum) = h.snapshot();
         assert_eq!(counts, vec![1, 2, 3]);
         assert!((sum - 5.006).abs() < 1e-6);
+    }
+
+    #[test]
+    fn byte_histograms_sum_whole_bytes() {
+        let h = Histogram::bytes(Arc::new(vec![65536.0, 131072.0]));
+        h.observe(65536.0);
+        h.observe(3.0 * 65536.0);
+        let (counts, sum) = h.snapshot();
+        assert_eq!(counts, vec![1, 1, 2]);
+        assert_eq!(sum, 4.0 * 65536.0);
     }
 }

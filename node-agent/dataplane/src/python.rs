@@ -203,7 +203,7 @@ type ResultTuple = (
 #[pymethods]
 impl DataPlane {
     #[new]
-    #[pyo3(signature = (*, cache_dir, memory_budget, buckets, guest_threads=2, tick_ms=0.25,
+    #[pyo3(signature = (*, cache_dir, memory_budget, buckets, memory_buckets, guest_threads=2, tick_ms=0.25,
                         keep_resident_bytes=131072, max_instances=1000, max_memory_bytes=4294967296,
                         app_memory_share=0.5, demote_after_ms=5.0))]
     #[allow(clippy::too_many_arguments)]
@@ -211,6 +211,7 @@ impl DataPlane {
         cache_dir: Option<PathBuf>,
         memory_budget: u64,
         buckets: Vec<f64>,
+        memory_buckets: Vec<f64>,
         guest_threads: usize,
         tick_ms: f64,
         keep_resident_bytes: usize,
@@ -251,7 +252,7 @@ impl DataPlane {
         Ok(Self {
             shared,
             cache,
-            registry: Arc::new(Registry::new(buckets)),
+            registry: Arc::new(Registry::new(buckets, memory_buckets)),
             server,
             bridge: Mutex::new(None),
             spin_backend: Mutex::new(None),
@@ -560,6 +561,7 @@ impl DataPlane {
                 ("queue_wait", &m.queue_wait),
                 ("first_byte", &m.first_byte),
                 ("duration", &m.duration),
+                ("instance_memory", &m.instance_memory),
             ] {
                 hists.set_item(key, h.snapshot())?;
             }

@@ -1,6 +1,7 @@
 """What the runtime records and needs from the agent's metrics, without depending on the agent shell.
 
-The data plane counts invocations in histograms with `LATENCY_BUCKETS` and hands back `NativeRow`s at
+The data plane counts invocations in histograms with `LATENCY_BUCKETS` (instance memory with
+`MEMORY_BUCKETS`) and hands back `NativeRow`s at
 scrape time; the runtime reports compile times per app. The agent's `AgentMetrics` (metrics.py)
 satisfies `RuntimeMetrics` and exports all of it.
 """
@@ -17,6 +18,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     *(m * 10.0**e for e in range(-5, 1) for m in (1.0, 2.5, 5.0)),
     10.0,
 )
+
+# 64 KiB (one Wasm page) .. 4 GiB (wasm32's whole address space), one bound per power of two.
+MEMORY_BUCKETS: tuple[float, ...] = tuple(float(2**e) for e in range(16, 33))
 
 # One row of the data plane's snapshot: (namespace, app, {histogram: (cumulative counts incl. +Inf,
 # sum)}, {outcome: count}, {refusal reason: count}, instances active).

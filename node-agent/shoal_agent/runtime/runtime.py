@@ -20,7 +20,7 @@ from .app import AppSpec, InvocationRequest, LoadedApp
 from .engine import EngineSettings
 from .errors import DigestMismatchError, InvalidWasmError, UnsupportedComponentError
 from .hostfuncs import HostFunctionRegistry
-from .metrics import LATENCY_BUCKETS, NativeRow, RuntimeMetrics
+from .metrics import LATENCY_BUCKETS, MEMORY_BUCKETS, NativeRow, RuntimeMetrics
 from .module_cache import check_wasm_bytes, normalize_digest, sha256_digest
 from .outcome import InvocationResult
 
@@ -54,6 +54,7 @@ class WasmRuntime:
             cache_dir=str(cache_dir) if cache_dir is not None else None,
             memory_budget=s.memory_budget_bytes,
             buckets=list(LATENCY_BUCKETS),
+            memory_buckets=list(MEMORY_BUCKETS),
             guest_threads=s.guest_threads,
             tick_ms=s.tick_ms,
             keep_resident_bytes=s.keep_resident_bytes,
