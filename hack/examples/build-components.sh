@@ -107,6 +107,7 @@ wanted hello-component-py && py_component hello-component-py wasi:http/proxy@0.2
 wanted cli-component-py && py_component cli-component-py wasi:cli/command@0.2.0
 wanted fetch-component-py && py_component fetch-component-py wasi:http/proxy@0.2.0
 wanted spin-counter-py && spin_component spin-counter-py
+wanted spin-mysql-py && spin_component spin-mysql-py
 wanted http-p3 && wat_component http-p3
 wanted hello-c-component && c_component hello-c-component hello-c
 wanted job-c-component && c_component job-c-component job-c

@@ -1,4 +1,5 @@
-"""Fixtures shared by integration test modules: a real redis-server (per module, stopped by PID)."""
+"""Fixtures shared by integration test modules: a real redis-server and a real mariadbd (per module,
+stopped by PID)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.servers import RedisServer, available
+from harness.servers import MariaDbServer, RedisServer, available
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +20,17 @@ def servers_ok() -> None:
 @pytest.fixture(scope="module")
 def redis_server(servers_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mariadb_server(servers_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDbServer]:
+    """A mariadbd with no databases yet: each module creates the one it uses."""
+    server = MariaDbServer(tmp_path_factory.mktemp("mariadb"))
     server.start()
     try:
         yield server

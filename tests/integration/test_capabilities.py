@@ -74,14 +74,9 @@ def guests(example_guests: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mariadb(servers_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDbServer]:
-    server = MariaDbServer(tmp_path_factory.mktemp("mariadb"))
-    server.start()
-    try:
-        server.create_database(DB_NAME, user=DB_USER, password=DB_PASSWORD)
-        yield server
-    finally:
-        server.stop()
+def mariadb(mariadb_server: MariaDbServer) -> MariaDbServer:
+    mariadb_server.create_database(DB_NAME, user=DB_USER, password=DB_PASSWORD)
+    return mariadb_server
 
 
 @pytest.fixture

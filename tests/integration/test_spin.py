@@ -1,7 +1,7 @@
 """A Spin HTTP app (spin-sdk 3.4.1, componentize-py) through the data plane: `fermyon:spin/variables`
 from the app's variables, `fermyon:spin/key-value`'s default store and `fermyon:spin/redis` in a real
 redis-server under the app's key space, and a Spin interface Shoal lacks (LLM) that loads and traps
-when called."""
+when called; `fermyon:spin/mysql` against a real mariadbd, to the app's declared dependency only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from harness.loopback import get
-from harness.servers import RedisServer
+from harness.servers import MariaDbServer, RedisServer
 from shoal_agent.capabilities import CapabilityHost, HostPort, PoolSettings, StaticResolver
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import AppLimits, AppSpec, WasmRuntime
@@ -67,4 +67,66 @@ async def test_a_spin_app_counts_in_redis_and_reads_its_variable(
         finally:
             serving.stop_listening()
     client.close()
+    host.close()
+
+
+DB_USER, DB_PASSWORD, DB_NAME = "visits", "v1sits-pw", "visits"
+
+
+class StaticSecrets:
+    async def read(self, *, namespace: str, selector: object) -> str:
+        return DB_PASSWORD
+
+
+@pytest.fixture(scope="module")
+def mariadb(mariadb_server: MariaDbServer) -> MariaDbServer:
+    mariadb_server.create_database(DB_NAME, user=DB_USER, password=DB_PASSWORD)
+    return mariadb_server
+
+
+async def test_a_spin_app_writes_and_reads_its_declared_mysql_dependency(
+    mariadb: MariaDbServer, component_guests: Path, tmp_path: Path
+) -> None:
+    host = CapabilityHost(
+        resolver=StaticResolver({(NS, "mysql"): HostPort("127.0.0.1", mariadb.port)}),
+        secrets=StaticSecrets(),
+        settings=PoolSettings(),
+    )
+    db = DependencyEndpoint.model_validate(
+        {
+            "name": "db",
+            "kind": "mysql",
+            "service": {"name": "mysql", "namespace": NS, "port": 3306},
+            "database": DB_NAME,
+            "user": DB_USER,
+            "passwordSecret": {"name": "db", "key": "password"},
+        }
+    )
+    await host.bind_app(namespace=NS, app="visits", dependencies=[db])
+    with WasmRuntime(
+        AgentMetrics("node-a"), cache_dir=tmp_path / "cache", host_functions=host.registry()
+    ) as rt:
+        spec = AppSpec(NS, "visits", limits=LIMITS)
+        app = rt.load_app(spec, (component_guests / "spin-mysql-py.wasm").read_bytes())
+        implemented = ("fermyon:spin/mysql", "fermyon:spin/rdbms-types")
+        assert not any(i.startswith(implemented) for i in app.unimplemented), app.unimplemented
+        serving = Serving(rt)
+        port = serving.listen("127.0.0.1", 0)
+        try:
+            serving.mount_http(app, "/visits")
+            columns = "['n:int64', 'last:str']"
+            assert get(port, "/visits/a") == (200, f"visits 1 /visits/a {columns}\n")
+            assert get(port, "/visits/a") == (200, f"visits 2 /visits/a {columns}\n")
+            assert get(port, "/visits/b") == (200, f"visits 1 /visits/b {columns}\n")
+            # The rows are in the dependency's database, where the app's SQL put them.
+            with mariadb.root(DB_NAME) as conn, conn.cursor() as cur:
+                cur.execute("SELECT path, COUNT(*) FROM spin_visits GROUP BY path ORDER BY path")
+                assert cur.fetchall() == (("/visits/a", 2), ("/visits/b", 1))
+            # An address that names no declared dependency is refused, naming what is declared.
+            status, body = get(port, "/visits/undeclared")
+            assert status == 200, body
+            assert body.startswith("refused Error_ConnectionFailed("), body
+            assert "not mysql://<dependency> of a declared MySQL dependency (db)" in body, body
+        finally:
+            serving.stop_listening()
     host.close()

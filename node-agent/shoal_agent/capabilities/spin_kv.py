@@ -9,6 +9,7 @@ Spin app and a core module of the same name see the same keys. LookupError means
 `fermyon:spin/redis` opens `redis://<dependency>`: only a declared Redis dependency, by name (the
 agent knows where it is; an address the app makes up is refused, LookupError = invalid-address).
 Its keys and channels go through the same `KeySpace`; WRONGTYPE and non-integer values are TypeError.
+`fermyon:spin/mysql` operations go to `spin_mysql`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from . import spin_mysql
 from .bindings import AppBinding, Bindings
 from .namespacing import KeySpace
 from .pools import HostPort, Pools, RedisPool
@@ -77,6 +79,8 @@ class SpinBackend:
             raise LookupError("the app has no dependencies bound on this agent")
         if op.startswith("redis."):
             return self._redis(binding, op, args)
+        if op.startswith("mysql."):
+            return spin_mysql.call(binding, self.pools, op, args)
         label, *rest = args
         pool = self.pools.redis(store_dependency(binding, label))
         keys = binding.keys
