@@ -1,12 +1,13 @@
 """Components as WasmApps: a Python `wasi:http/proxy` component and a Python `wasi:cli/run` component
 pushed to the registry, placed by the operator, served by the agents' native listener and reached
 through the addresses the app's EndpointSlices publish; a C core module made a `wasi:cli` component
-(WAGI and job); a Spin app in Spin's own packaging; a WASI preview 3 component refused with a
-condition and an Event that say why."""
+(WAGI and job); a Spin app in Spin's own packaging, and one on its MySQL dependency; a WASI preview 3
+component refused with a condition and an Event that say why."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -206,19 +207,23 @@ def test_a_wasi_preview_3_component_is_refused_with_a_condition_and_an_event(
     assert not is_ready(net_kube, ns, "comp")
 
 
-@pytest.fixture
-def redis_volume(net_kube: KubeHttp, net_namespace: str, tmp_path: Path) -> Iterator[None]:
-    """The PersistentVolume an admin would make for the claim of app `comp`'s Redis (no provisioner
-    here), pre-bound to it; deleted afterwards."""
-    claim = "data-comp-cache-0"
-    name = f"{net_namespace}-{claim}"
-    net_kube.request(
-        "POST", "/api/v1/persistentvolumes", static_volume(name, net_namespace, claim, str(tmp_path))
-    )
+@contextlib.contextmanager
+def dependency_volume(net_kube: KubeHttp, namespace: str, dependency: str, path: Path) -> Iterator[None]:
+    """The PersistentVolume an admin would make for the claim of app `comp`'s dependency (no
+    provisioner here), pre-bound to it; deleted afterwards."""
+    claim = f"data-comp-{dependency}-0"
+    name = f"{namespace}-{claim}"
+    net_kube.request("POST", "/api/v1/persistentvolumes", static_volume(name, namespace, claim, str(path)))
     try:
         yield
     finally:
         net_kube.delete(f"/api/v1/persistentvolumes/{name}")
+
+
+@pytest.fixture
+def redis_volume(net_kube: KubeHttp, net_namespace: str, tmp_path: Path) -> Iterator[None]:
+    with dependency_volume(net_kube, net_namespace, "cache", tmp_path):
+        yield
 
 
 def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
@@ -267,3 +272,37 @@ def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
     messages = [p.get("status", {}).get("message", "") for p in placements]
     unimplemented = "not implemented (calls trap): "
     assert any(unimplemented in m and "fermyon:spin/llm@2.0.0" in m for m in messages), messages
+
+
+def test_spin_mysql_app(
+    deploy_component: Callable[..., tuple[str, int]],
+    dependency_servers: DependencyServers,
+    net_kube: KubeHttp,
+    net_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A Spin app writes and reads its declared MySQL dependency, and cannot open another address.
+    (A short test name: the namespace is named after it, and mariadbd's socket path under the
+    dependency servers' directory must stay within 107 bytes.)"""
+    ns = net_namespace
+
+    def mysql_serving() -> str:
+        # The operator's MySQL for dependency `db` of app `comp` (its pod waits on the PV
+        # controller and kube-scheduler, and the server initialises its data directory).
+        return dependency_servers.wait_serving(namespace=ns, pod="comp-db-0", timeout=300).ip
+
+    with dependency_volume(net_kube, ns, "db", tmp_path):
+        address = deploy_component(
+            "spin-mysql-py",
+            first=mysql_serving,
+            dependencies=[{"name": "db", "mysql": {"database": "visits", "storage": "1Gi"}}],
+        )
+        columns = "['n:int64', 'last:str']"
+        assert http_get(address, "/c/a") == (200, f"visits 1 /c/a {columns}\n")
+        assert http_get(address, "/c/a") == (200, f"visits 2 /c/a {columns}\n")
+        status, body = http_get(address, "/c/undeclared")
+        assert status == 200, body
+        assert "is not mysql://<dependency> of a declared MySQL dependency (db)" in body, body
+        placements = net_kube.get(f"/apis/shoal.dev/v1alpha1/namespaces/{ns}/wasmplacements")["items"]
+        messages = [p.get("status", {}).get("message", "") for p in placements]
+        assert not any("fermyon:spin/mysql" in m for m in messages), messages

@@ -123,7 +123,10 @@ def call(binding: AppBinding, pools: Pools, op: str, args: tuple[Any, ...]) -> A
     if op == "mysql.open":
         return mysql_dependency(binding, args[0])
     dependency, statement, params = args
-    pool = pools.mysql(binding.mysql[dependency])
+    target = binding.mysql.get(dependency)
+    if target is None:  # the app's dependencies changed while the guest held the connection
+        raise LookupError(f"the app no longer declares MySQL dependency {dependency!r}")
+    pool = pools.mysql(target)
     with guest_errors(), pool.connection() as conn, conn.cursor() as cur:
         cur.execute(bind_params(statement, list(params), conn.escape))
         if op == "mysql.execute":
