@@ -80,14 +80,15 @@ def table(phases: Sequence[str], columns: Mapping[str, Mapping[str, Observed]]) 
     """Mean and count per app and phase; then p50/p99 where there were enough samples."""
     apps = sorted({app for col in columns.values() for app in col})
     width = 22
-    header = f"{'app':<12}" + "".join(f"{name + ' mean (n)':>{width}}" for name in phases)
+    first = max([12, *(len(app) + 2 for app in apps)])  # hello-c-component is longer than 12
+    header = f"{'app':<{first}}" + "".join(f"{name + ' mean (n)':>{width}}" for name in phases)
     rows = ["observed: mean of every sample (count)", header, "-" * len(header)]
     for app in apps:
         cells = []
         for name in phases:
             o = columns.get(name, {}).get(app)
             cells.append(f"{(fmt(o.mean) + f' ({o.count})') if o else '-':>{width}}")
-        rows.append(f"{app:<12}" + "".join(cells))
+        rows.append(f"{app:<{first}}" + "".join(cells))
     estimated = [
         (app, name, o)
         for app in apps
@@ -99,7 +100,7 @@ def table(phases: Sequence[str], columns: Mapping[str, Mapping[str, Observed]]) 
         rows.append(f"(no phase of any app has {MIN_QUANTILE_SAMPLES}+ samples: no quantiles estimated)")
         return "\n".join(rows)
     rows.append(f"estimated from histogram buckets (histogram_quantile), where n >= {MIN_QUANTILE_SAMPLES}:")
-    rows.append(f"{'app':<12}{'phase':<14}{'n':>8}{'p50':>12}{'p99':>12}")
+    rows.append(f"{'app':<{first}}{'phase':<14}{'n':>8}{'p50':>12}{'p99':>12}")
     for app, name, o in estimated:
-        rows.append(f"{app:<12}{name:<14}{o.count:>8}{fmt(o.p50):>12}{fmt(o.p99):>12}")
+        rows.append(f"{app:<{first}}{name:<14}{o.count:>8}{fmt(o.p50):>12}{fmt(o.p99):>12}")
     return "\n".join(rows)
