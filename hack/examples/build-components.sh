@@ -45,7 +45,7 @@ py_component() { # py_component NAME WORLD
   echo "build  $name ($world) -> $target"
   (cd "$dir" && "$venv/bin/componentize-py" -q -d "$wit" -w "$world" componentize app -o "$target.tmp.$$")
   mv -f "$target.tmp.$$" "$target"
-  stamp "$target" "$dir/app.py"
+  stamp "$target"
 }
 
 # A Spin app: the world's WIT and bindings come from spin-sdk's own componentize-py.toml, found on
@@ -58,7 +58,7 @@ spin_component() { # spin_component NAME
   site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   (cd "$dir" && "$venv/bin/componentize-py" -q -w spin-http componentize app -p . -p "$site" -o "$target.tmp.$$")
   mv -f "$target.tmp.$$" "$target"
-  stamp "$target" "$dir/app.py"
+  stamp "$target"
 }
 
 # A component from WAT text (a stand-in for a toolchain Shoal has no other way to get here).
@@ -68,7 +68,7 @@ wat_component() { # wat_component NAME
   echo "build  $name (wasm-tools parse) -> $target"
   "$venv/bin/wasm-tools" parse "$src" -o "$target.tmp.$$"
   mv -f "$target.tmp.$$" "$target"
-  stamp "$target" "$src"
+  stamp "$target"
 }
 
 # The command adapter of the wasmtime release the data plane is built on; cargo fetches the crate.
@@ -99,7 +99,7 @@ c_component() { # c_component NAME CORE
   echo "build  $name (wasm-tools component new + command adapter) -> $target"
   "$venv/bin/wasm-tools" component new "$core" --adapt "wasi_snapshot_preview1=$(adapter)" -o "$target.tmp.$$"
   mv -f "$target.tmp.$$" "$target"
-  stamp "$target" "$core"
+  stamp "$target"
 }
 
 "$here/build.sh" "$out"

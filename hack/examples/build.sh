@@ -28,7 +28,7 @@ cc() { clang --target=wasm32-wasi --sysroot="$sysroot" -O2 -Wl,--strip-all "$@";
 
 for name in hello-c job-c cgi-echo cat-file; do
   src="$here/$name/main.c"; target="$out/$name.wasm"
-  if stale "$target" "$src"; then build "$name" "$target" cc "$src" && stamp "$target" "$src"; else echo "fresh  $name"; fi
+  if stale "$target" "$src"; then build "$name" "$target" cc "$src" && stamp "$target"; else echo "fresh  $name"; fi
 done
 
 # Guests of the host ABI (docs/host-abi.md): rebuilt when guest/c/shoal.h changes too.
@@ -36,7 +36,7 @@ shoal_c="$(cd "$here/../../guest/c" && pwd)"
 for name in tally leaderboard capprobe; do
   src="$here/$name/main.c"; target="$out/$name.wasm"
   if stale "$target" "$src" "$shoal_c/shoal.h"; then
-    build "$name" "$target" cc -I"$shoal_c" "$src" && stamp "$target" "$src" "$shoal_c/shoal.h"
+    build "$name" "$target" cc -I"$shoal_c" "$src" && stamp "$target"
   else
     echo "fresh  $name"
   fi
@@ -46,13 +46,13 @@ for src in "$here/hello-wat/hello.wat" "$here"/bad/*.wat; do
   name="$(basename "$src" .wat)"
   [[ "$name" == hello ]] && name=hello-wat
   target="$out/$name.wasm"
-  if stale "$target" "$src"; then build "$name" "$target" wat2wasm "$src" && stamp "$target" "$src"; else echo "fresh  $name"; fi
+  if stale "$target" "$src"; then build "$name" "$target" wat2wasm "$src" && stamp "$target"; else echo "fresh  $name"; fi
 done
 
 if stale "$out/not-wasm.wasm" "$here/bad/not-wasm.txt"; then
   echo "copy   not-wasm -> $out/not-wasm.wasm"
   cp "$here/bad/not-wasm.txt" "$out/not-wasm.wasm"
-  stamp "$out/not-wasm.wasm" "$here/bad/not-wasm.txt"
+  stamp "$out/not-wasm.wasm"
 else
   echo "fresh  not-wasm"
 fi
@@ -64,7 +64,7 @@ go_guest() { # go_guest NAME [EXTRA_SOURCE...]: build hack/examples/NAME if any 
   if stale "$target" "$dir"/*.go "$dir/go.mod" "$@"; then
     (cd "$dir" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
       build "$name" "$target" "$gobin" build -trimpath -ldflags=-s)
-    stamp "$target" "$dir"/*.go "$dir/go.mod" "$@"
+    stamp "$target"
   else
     echo "fresh  $name"
   fi

@@ -9,11 +9,12 @@ sources_hash() { # sources_hash SOURCE...: one hash of the sources' contents, in
 
 stale() { # stale TARGET SOURCE...: true unless TARGET exists and TARGET.src names these sources
   local target="$1"; shift
-  [[ -f "$target" && -f "$target.src" ]] || return 0
-  [[ "$(sources_hash "$@")" != "$(cat "$target.src")" ]]
+  local want
+  want="$(sources_hash "$@")"
+  [[ -f "$target" && -f "$target.src" && "$want" == "$(cat "$target.src")" ]] && return 1
+  echo "$want" >"$target.src.new"  # what `stamp` records once the build succeeds
 }
 
-stamp() { # stamp TARGET SOURCE...: TARGET was just built from SOURCE...
-  local target="$1"; shift
-  sources_hash "$@" >"$target.src"
+stamp() { # stamp TARGET: TARGET was just built from the sources `stale` was asked about
+  mv -f "$1.src.new" "$1.src"
 }
