@@ -23,17 +23,20 @@ else
   log "building the native data plane: first build of wasmtime, 10+ minutes on 2 cores (cached afterwards)"
 fi
 start=$SECONDS
-wheels=$cache/wheels
-rm -f "$wheels"/shoal_dataplane-*.whl
-# cargo prints one line per crate it compiles: that is the progress of a long first build.
-buildlog=$cache/dataplane-build.log
+# A wheel dir of this build's own: clones built side by side share cargo's target dir (cargo locks
+# it) but must not pick up each other's wheel.
 mkdir -p "$cache"
+wheels=$(mktemp -d "$cache/wheels.XXXXXX")
+trap 'rm -rf "$wheels"' EXIT
+# cargo prints one line per crate it compiles: that is the progress of a long first build.
+buildlog=$wheels/build.log
 .venv/bin/maturin build --release --locked -m "$crate/Cargo.toml" -o "$wheels" -i .venv/bin/python 2>&1 |
   tee "$buildlog" | grep -E --line-buffered '^\s*(Compiling|Finished)|Built wheel' >&2 || true
 wheel=$(ls "$wheels"/shoal_dataplane-*.whl 2>/dev/null | head -1)
 if [[ -z $wheel ]]; then
   tail -n 40 "$buildlog" >&2
-  log "the build failed (whole log: $buildlog)"
+  cp "$buildlog" "$cache/dataplane-build.log"
+  log "the build failed (whole log: $cache/dataplane-build.log)"
   exit 1
 fi
 .venv/bin/pip install -q --force-reinstall --no-deps "$wheel"
