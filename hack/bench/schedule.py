@@ -589,6 +589,13 @@ def shoal_figures(e2e: dict[str, float], metrics: str, timings_ms: list[float]) 
         "operator_scheduling_latency_p50_le_s": histogram_quantile(
             metrics, "shoal_operator_scheduling_latency_seconds", 0.5
         ),
+        # More decisions than apps means apps were decided again (a requeue that found them
+        # unsettled); batches say how the apps were grouped.
+        "operator_decisions": int(metric_value(metrics, "shoal_operator_scheduler_decision_seconds_count")),
+        "operator_batches": int(metric_value(metrics, "shoal_operator_reconcile_duration_seconds_count")),
+        "operator_api_errors": int(
+            metric_value(metrics, 'shoal_operator_reconcile_errors_total{reason="api"}')
+        ),
         "goal_all_scheduled_s": 10,
         "goal_decision_p50_ms": 2,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,13 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shoal_operator.scheduling import (
+    DEFAULT_FILTERS,
     ZONE_LABEL,
     Agent,
     AppDecision,
     AppRequest,
     ClusterState,
     ExistingPlacement,
+    Filter,
     Node,
+    NodeView,
     Resources,
     Spread,
     Taint,
@@ -190,3 +194,26 @@ def test_failure_message_counts_every_filtered_node(cluster: ClusterState, app: 
     assert counted == len(cluster.nodes) - decision.available_nodes
     assert int(unplaced) == decision.unplaced and int(replicas) == app.replicas
     assert decision.message == schedule_app(cluster=cluster, app=app, now=NOW).message
+
+
+def _unshared(check: Filter) -> Filter:
+    """The same filter under another identity: not one the batch asks once per kind of app."""
+
+    def asked_every_time(app: AppRequest, view: NodeView, now: datetime) -> str | None:
+        return check(app, view, now)
+
+    return asked_every_time
+
+
+@PROFILE
+@given(cluster=clusters(), apps=app_batches())
+def test_static_verdicts_shared_per_kind_of_app_decide_as_asking_every_time(
+    cluster: ClusterState, apps: list[AppRequest]
+) -> None:
+    # Half the apps share constraints with another (the case the memo is for).
+    apps = [a if i % 2 == 0 else replace(a, tolerations=apps[0].tolerations) for i, a in enumerate(apps)]
+    shared = schedule_batch(cluster=cluster, apps=apps, now=NOW)
+    every_time = schedule_batch(
+        cluster=cluster, apps=apps, now=NOW, filters=tuple(_unshared(f) for f in DEFAULT_FILTERS)
+    )
+    assert shared == every_time

@@ -169,6 +169,23 @@ DEFAULT_FILTERS: tuple[Filter, ...] = (
     fits_node,
 )
 
+STATIC_FILTERS: frozenset[Filter] = frozenset(
+    {agent_alive, node_ready, node_selector_matches, taints_tolerated, topology_label_present}
+)
+"""Filters whose verdict depends only on the node, its agent, `now` and the app's constraints (see
+`constraints_key`), never on what is placed. Apps with the same constraints get the same verdicts
+from them on one snapshot, so a batch asks them once per kind of app, not once per app: the
+equivalence classes kube-scheduler once used for the same reason."""
+
+
+def constraints_key(app: AppRequest) -> tuple[object, ...]:
+    """What the `STATIC_FILTERS` read of an app: apps with equal keys get equal verdicts."""
+    return (
+        tuple(sorted(app.node_selector.items())),
+        app.tolerations,
+        app.spread.topology_key if app.spread is not None else None,
+    )
+
 
 def first_rejection(
     app: AppRequest, view: NodeView, now: datetime, filters: Sequence[Filter] = DEFAULT_FILTERS
