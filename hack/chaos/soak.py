@@ -95,6 +95,7 @@ def soak(c: Cluster, profile: Profile) -> Result:
         clicks0, rows0 = ws.counter(), ws.rows()
         click_routes, clicks = dependencies.click_load(c, workers=1, interval=0.2, max_seconds=duration + 60)
         series_before = sum(series_count(t) for t in c.scrape().values())
+        apps_before = {a["metadata"]["name"] for a in c.apps(ns)}
         churner = threading.Thread(target=churn, name="churn")
         churner.start()
         began = time.monotonic()
@@ -116,6 +117,11 @@ def soak(c: Cluster, profile: Profile) -> Result:
             click_routes.stop()
         outcomes = load.stop()
         series_after = sum(series_count(t) for t in c.scrape().values())
+        # Up to 4 churn apps and 2 jobs still exist here, each with its own series on its agents.
+        # Once they are gone too (and while the steady app still runs), only what was there before
+        # the churn should be left: series that grow with the number of apps ever created (instead
+        # of the number present) are a leak.
+        series_gone = series_once_churn_gone(c, ns, keep=apps_before)
     f = result.figures
     f["soak_seconds"] = duration
     f["soak_requests"] = len(outcomes)
@@ -152,11 +158,23 @@ def soak(c: Cluster, profile: Profile) -> Result:
     f["soak_apps_created"] = len(created) + len(jobs)
     f["soak_metric_series_before"] = series_before
     f["soak_metric_series_after"] = series_after
-    # At most 4 churn apps and 2 jobs exist at any time: series that grow with the number of apps
-    # ever created (instead of the number present) are a leak.
-    f["soak_metric_series_per_app_created"] = (series_after - series_before) / max(
+    f["soak_metric_series_after_churn_gone"] = series_gone
+    f["soak_metric_series_per_app_created"] = (series_gone - series_before) / max(
         1, len(created) + len(jobs)
     )
     for name in [a["metadata"]["name"] for a in c.apps(ns)]:
         c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{name}")
     return result
+
+
+def series_once_churn_gone(c: Cluster, ns: str, *, keep: set[str], timeout: float = 60.0) -> int:
+    """Delete every app of `ns` not in `keep`, wait until their placements are gone from the API and the
+    agents have had a moment to forget them, and count the metric series then."""
+    for name in [a["metadata"]["name"] for a in c.apps(ns)]:
+        if name not in keep:
+            c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{name}")
+    deadline = time.monotonic() + timeout
+    while any(p["spec"]["app"] not in keep for p in c.placements(ns)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3.0)  # an agent forgets an app's series as it tears the placement down
+    return sum(series_count(t) for t in c.scrape().values())
