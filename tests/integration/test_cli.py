@@ -73,22 +73,31 @@ def test_scaffold_unknown_tag(oci_registry: Registry, capsys: pytest.CaptureFixt
     assert err.startswith("shoal: cannot resolve") and err.count("\n") == 1
 
 
-@pytest.mark.parametrize(("guest", "trigger"), [("cli-component-py", "job"), ("hello-component-py", "http")])
+@pytest.mark.parametrize(
+    ("guest", "trigger", "export", "streams"),
+    [
+        ("cli-component-py", "job", "wasi:cli/run@0.2.0", "wasi:io/streams@0.2.0"),
+        ("hello-component-py", "http", "wasi:http/incoming-handler@0.2.0", "wasi:io/streams@0.2.0"),
+        # componentize-js's engine speaks wasi:http 0.2.10; its preview 1 adapter wasi:io 0.2.12.
+        ("hello-component-js", "http", "wasi:http/incoming-handler@0.2.10", "wasi:io/streams@0.2.12"),
+    ],
+)
 def test_push_describes_a_component_and_scaffold_picks_its_trigger(
     oci_registry: Registry,
     component_guests: Path,
     capsys: pytest.CaptureFixture[str],
     guest: str,
     trigger: str,
+    export: str,
+    streams: str,
 ) -> None:
     ref = f"{oci_registry.address}/cli/{guest}:v1"
     assert main(["push", str(component_guests / f"{guest}.wasm"), ref]) == 0
     digest = capsys.readouterr().out.strip()
     config = asyncio.run(Resolver().wasm_config(ref))
     assert config is not None and config["os"] == "wasip2"
-    export = "wasi:cli/run@0.2.0" if trigger == "job" else "wasi:http/incoming-handler@0.2.0"
     assert export in config["component"]["exports"]
-    assert "wasi:io/streams@0.2.0" in config["component"]["imports"]
+    assert streams in config["component"]["imports"]
 
     assert main(["scaffold", ref]) == 0
     text = capsys.readouterr().out

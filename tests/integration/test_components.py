@@ -1,6 +1,7 @@
-"""Components (WASI preview 2) through the data plane: a Python `wasi:http/proxy` component served
-per request by the native listener, a Python `wasi:cli/run` component as a WAGI route and as a job,
-and their compiled form cached on disk like a module's."""
+"""Components (WASI preview 2) through the data plane: Python (componentize-py) and JavaScript
+(componentize-js) `wasi:http/proxy` components served per request by the native listener, a Python
+`wasi:cli/run` component as a WAGI route and as a job, and their compiled form cached on disk like a
+module's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from harness.loopback import request
 from harness.netcluster import eventually
 from shoal_agent.metrics import AgentMetrics
-from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, WasmRuntime
+from shoal_agent.runtime import AppLimits, AppSpec, EngineSettings, InvocationRequest, LoadedApp, WasmRuntime
 from shoal_agent.runtime.errors import UnsupportedComponentError
 from shoal_agent.runtime.outcome import Outcome
 from shoal_agent.serving import Serving
@@ -44,14 +45,44 @@ def listening(runtime: WasmRuntime) -> Iterator[tuple[Serving, int]]:
         s.stop_listening()
 
 
-def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
+@pytest.fixture
+def serve_guest(
     runtime: WasmRuntime, listening: tuple[Serving, int], component_guests: Path
+) -> Callable[[str, str, str], tuple[LoadedApp, int]]:
+    """serve_guest(guest, app name, path): the component guest loaded as an app, mounted at path on
+    the listener; the app and the listener's port."""
+
+    def serve(guest: str, name: str, path: str) -> tuple[LoadedApp, int]:
+        wasm = (component_guests / f"{guest}.wasm").read_bytes()
+        app = runtime.load_app(AppSpec("ns", name, limits=LIMITS), wasm)
+        s, port = listening
+        s.mount_http(app, path)
+        return app, port
+
+    return serve
+
+
+def memory_per_instance(runtime: WasmRuntime, name: str, ok: int) -> float:
+    """Once app `name` has `ok` successful invocations, each of which started an instance of its own:
+    the mean of the instances' peak linear memory. An instance is counted when its guest returns,
+    which may be after the client has the whole response (and later still once a guest has moved to
+    the background lane)."""
+    row = eventually(
+        lambda: next((r for r in runtime.plane.metrics() if r[1] == name and r[3]["ok"] == ok), None),
+        within=10,
+        what=f"{ok} ok invocations of {name}",
+    )
+    assert row is not None and row[2]["instance_start"][0][-1] == ok
+    counts, total = row[2]["instance_memory"]
+    assert counts[-1] == ok
+    return float(total) / ok
+
+
+def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
+    runtime: WasmRuntime, serve_guest: Callable[[str, str, str], tuple[LoadedApp, int]]
 ) -> None:
-    wasm = (component_guests / "hello-component-py.wasm").read_bytes()
-    app = runtime.load_app(AppSpec("ns", "pyhttp", limits=LIMITS), wasm)
+    app, port = serve_guest("hello-component-py", "pyhttp", "/py")
     assert app.kind == "proxy"
-    s, port = listening
-    s.mount_http(app, "/py")
     for i in range(3):
         assert request(port, "GET", f"/py/hi?n={i}") == (
             200,
@@ -62,19 +93,29 @@ def test_a_wasi_http_component_serves_each_request_from_a_fresh_instance(
     # A component app answers HTTP only: a job or message gets an error that says so.
     r = app.invoke_sync(InvocationRequest())
     assert r.outcome is Outcome.ERROR and "only serves HTTP requests" in r.message
-    # An instance is counted when its guest returns, which may be after the client has the whole
-    # response (and later still once a guest has moved to the background lane).
-    row = eventually(
-        lambda: next((r for r in runtime.plane.metrics() if r[1] == "pyhttp" and r[3]["ok"] == 4), None),
-        within=10,
-        what="four ok invocations of pyhttp",
-    )
-    assert row is not None and row[3]["ok"] == 4  # four requests, each its own instance
-    assert row[2]["instance_start"][0][-1] == 4
-    # Each instance's peak linear memory: CPython in the component takes megabytes, within the limit.
-    counts, total = row[2]["instance_memory"]
-    assert counts[-1] == 4
-    assert 4 * 1024 * 1024 < total / 4 <= LIMITS.memory_bytes
+    # Four requests, each its own instance; CPython in the component takes megabytes, within the limit.
+    assert 4 * 1024 * 1024 < memory_per_instance(runtime, "pyhttp", 4) <= LIMITS.memory_bytes
+
+
+def test_a_javascript_wasi_http_component_serves_each_request_from_a_fresh_instance(
+    runtime: WasmRuntime, serve_guest: Callable[[str, str, str], tuple[LoadedApp, int]]
+) -> None:
+    """componentize-js: SpiderMonkey inside the component, the JS `fetch` handler exported as
+    `wasi:http/incoming-handler@0.2.10`, served by the host's wasi:http 0.2.12 (semver-compatible)."""
+    app, port = serve_guest("hello-component-js", "jshttp", "/js")
+    assert app.kind == "proxy"
+    # `served` counts requests in the guest's globals: 1 every time, as no instance is reused.
+    for i in range(3):
+        assert request(port, "GET", f"/js/hi?n={i}", headers={"x-name": f"r{i}"}) == (
+            200,
+            f"Hello from JS, GET /js/hi?n={i} x-name=r{i} served=1\n",
+        )
+    status, body = request(port, "POST", "/js/echo", b"a body")
+    assert (status, body) == (200, "Hello from JS, POST /js/echo x-name=- served=1\na body")
+    status, body = request(port, "GET", "/js/gone?status=404")
+    assert (status, body) == (404, "Hello from JS, GET /js/gone?status=404 x-name=- served=1\n")
+    # SpiderMonkey's heap lives in the component's linear memory: megabytes, within the limit.
+    assert 1024 * 1024 < memory_per_instance(runtime, "jshttp", 5) <= LIMITS.memory_bytes
 
 
 def test_a_wasi_cli_component_runs_as_a_wagi_route_and_as_a_job(
