@@ -12,9 +12,11 @@ stale() { # stale TARGET SOURCE...: true unless TARGET exists and TARGET.src nam
   local want
   want="$(sources_hash "$@")"
   [[ -f "$target" && -f "$target.src" && "$want" == "$(cat "$target.src")" ]] && return 1
-  echo "$want" >"$target.src.new"  # what `stamp` records once the build succeeds
+  # What `stamp` records once the build succeeds; named per build, as checkouts sharing the cache
+  # may build the same guest at once (a shared name was moved away under the other build).
+  echo "$want" >"$target.src.new.$$"
 }
 
 stamp() { # stamp TARGET: TARGET was just built from the sources `stale` was asked about
-  mv -f "$1.src.new" "$1.src"
+  mv -f "$1.src.new.$$" "$1.src"
 }
