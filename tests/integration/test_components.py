@@ -95,14 +95,19 @@ def test_a_client_that_hangs_up_is_one_line_in_the_log_and_a_guest_error_stays_l
     s.mount_http(app, "/py")
     capfd.readouterr()
 
-    def ended(outcome: str) -> bool:
+    def counted(histogram: str = "", outcome: str = "") -> bool:
         row = next((r for r in runtime.plane.metrics() if r[1] == "hangup"), None)
-        return row is not None and row[3][outcome] == 1
+        if row is None:
+            return False
+        return (row[2][histogram][0][-1] if histogram else row[3][outcome]) == 1
 
     with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(b"GET /py/slow?sleep=0.5 HTTP/1.1\r\nHost: test\r\n\r\n")
+        client.sendall(b"GET /py/slow?sleep=1 HTTP/1.1\r\nHost: test\r\n\r\n")
+        # Hang up once the guest runs (it has its slot): a client that closed before hyper had read
+        # its request would still be answered (the response's first write does not fail).
+        eventually(lambda: counted(histogram="queue_wait"), within=20, what="the guest to start")
     # Still counted as the trap it is (the invocation did not complete), only logged as what it is.
-    eventually(lambda: ended("trap"), within=20, what="the abandoned invocation to end")
+    eventually(lambda: counted(outcome="trap"), within=20, what="the abandoned invocation to end")
     err = capfd.readouterr().err
     said = [line for line in err.splitlines() if "app ns/hangup:" in line]
     assert len(said) == 1, err
