@@ -47,8 +47,8 @@ docs: setup ## regenerate docs/wasmapp-reference.md and docs/metrics.md from the
 dashboards: setup ## regenerate the Grafana dashboards and the PrometheusRule from hack/dashboards
 	$(PY) hack/gen_dashboards.py
 
-bench-schedule: setup ## 1,000 WasmApps vs 1,000 Deployments over 200 kwok Nodes; core decision time
-	$(PY) hack/bench/schedule.py
+bench-schedule: setup ## 1,000 WasmApps vs 1,000 Deployments over 200 kwok Nodes; core decision time; 10,000 apps over 1,000 Nodes (SCALE=0 skips it)
+	$(PY) hack/bench/schedule.py $(if $(filter 0,$(SCALE)),,--scale-probe)
 
 bench-coldstart: setup ## runc vs a request through the agent; HTTP req/s vs aiohttp; memory per app; noisy neighbour; memory budget
 	$(PY) hack/bench/coldstart.py

@@ -7,10 +7,12 @@ import gzip
 import hashlib
 import io
 import json
+import posixpath
 import tarfile
 from collections.abc import Mapping
 
 from shoal_oci import mediatypes as mt
+from shoal_oci.layers import WHITEOUT_PREFIX
 from shoal_oci.push import Artifact, Blob, Manifest, build
 
 
@@ -48,18 +50,26 @@ def spin_with_files(wasm: bytes, files: Mapping[str, bytes]) -> Artifact:
     return Artifact((config, *layers), (_manifest(config, layers),))
 
 
-def image_with_files(wasm: bytes, files: Mapping[str, bytes], *, entrypoint: str = "/app.wasm") -> Artifact:
-    """A Docker+Wasm image: the module's layer, then a second tar layer holding `files`."""
+def image_with_files(
+    wasm: bytes, *layers: Mapping[str, bytes | None], entrypoint: str = "/app.wasm"
+) -> Artifact:
+    """A Docker+Wasm image: the module's layer, then one tar layer per mapping of `layers` (path ->
+    bytes; None is a whiteout, as `docker build` writes for a file an upper layer removes)."""
     base = build(wasm, "docker-wasm", entrypoint=entrypoint)
     image_config = json.loads(base.blobs[0].data)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, body in files.items():
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    layer = Blob(mt.OCI_LAYER_TAR_GZIP, gzip.compress(buf.getvalue(), mtime=0))
-    image_config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(buf.getvalue()).hexdigest())
+    blobs = [base.blobs[1]]
+    for files in layers:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path, body in files.items():
+                name = path.lstrip("/")
+                if body is None:
+                    folder, leaf = posixpath.split(name)
+                    name, body = posixpath.join(folder, WHITEOUT_PREFIX + leaf), b""
+                info = tarfile.TarInfo(name)
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+        blobs.append(Blob(mt.OCI_LAYER_TAR_GZIP, gzip.compress(buf.getvalue(), mtime=0)))
+        image_config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(buf.getvalue()).hexdigest())
     config = Blob(base.blobs[0].media_type, json.dumps(image_config).encode())
-    layers = [base.blobs[1], layer]
-    return Artifact((config, *layers), (_manifest(config, layers),))
+    return Artifact((config, *blobs), (_manifest(config, blobs),))

@@ -1,8 +1,10 @@
 """Real redis-server and mariadbd on loopback for capability tests, each in a temp dir, stopped by PID.
 
 Never the system services: every server gets its own data dir, port and socket, so tests run
-next to whatever the host runs. `RedisServer.stop()`/`start()` keep the port, which is what the
-outage tests need to check that pools recover.
+next to whatever the host runs. mariadbd's socket lives in a short directory under /tmp of its own
+(removed when it stops), so a test's tmp dir may be as deep as its name makes it.
+`RedisServer.stop()`/`start()` keep the port, which is what the outage tests need to check that
+pools recover.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from pathlib import Path
 
 import pymysql  # type: ignore[import-untyped, unused-ignore]
 
-from localcluster.dbservers import available, mariadb_install, mariadbd_argv, redis_argv
+from localcluster.dbservers import (
+    available,
+    make_socket_dir,
+    mariadb_install,
+    mariadb_socket,
+    mariadbd_argv,
+    redis_argv,
+    remove_socket_dir,
+)
 from localcluster.processes import Proc, free_port, log_tail, spawn, stop, wait_until
 
 __all__ = ["MariaDbServer", "RedisServer", "available"]
@@ -58,18 +68,32 @@ class MariaDbServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: Proc | None = None
+    socket_dir: Path | None = None
 
     @property
     def socket_path(self) -> Path:
-        return self.workdir / "mysqld.sock"
+        if self.socket_dir is None:
+            raise RuntimeError("mariadbd is not running")
+        return mariadb_socket(self.socket_dir)
 
     def start(self) -> None:
         datadir = self.workdir / "data"
         self.workdir.mkdir(parents=True, exist_ok=True)
         mariadb_install(datadir)
-        argv = mariadbd_argv(datadir=datadir, run_dir=self.workdir, bind="127.0.0.1", port=self.port)
-        self.proc = spawn(f"mariadb-{self.port}", argv, log_dir=self.workdir)
-        wait_until(self._ready, what=f"mariadbd on port {self.port}", timeout=60, proc=self.proc)
+        self.socket_dir = make_socket_dir()
+        argv = mariadbd_argv(
+            datadir=datadir,
+            run_dir=self.workdir,
+            socket_dir=self.socket_dir,
+            bind="127.0.0.1",
+            port=self.port,
+        )
+        try:
+            self.proc = spawn(f"mariadb-{self.port}", argv, log_dir=self.workdir)
+            wait_until(self._ready, what=f"mariadbd on port {self.port}", timeout=60, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         if not _accepts(self.port):
@@ -103,3 +127,5 @@ class MariaDbServer:
         if self.proc is not None:
             stop(self.proc, timeout=20)
             self.proc = None
+        remove_socket_dir(self.socket_dir)
+        self.socket_dir = None

@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 REDIS_SERVER = "/usr/bin/redis-server"
 MARIADBD = "/usr/sbin/mariadbd"
 MARIADB_INSTALL_DB = "/usr/bin/mariadb-install-db"
+SUN_PATH_MAX = 107
+"""The longest unix socket path the kernel takes (sun_path is 108 bytes with its NUL)."""
 
 
 def available() -> str | None:
@@ -64,15 +67,42 @@ def mariadb_install(datadir: Path) -> bool:
     return True
 
 
+def make_socket_dir() -> Path:
+    """A fresh directory for one mariadbd's unix socket, short whatever the caller's directories are
+    called: a socket under a test's tmp dir or a pod's run dir (named after the test or namespace)
+    can pass `SUN_PATH_MAX`, and mariadbd then refuses to start. The caller removes it
+    (`remove_socket_dir`) once the server has stopped."""
+    return Path(tempfile.mkdtemp(prefix="shoal-my-", dir="/tmp"))
+
+
+def remove_socket_dir(socket_dir: Path | None) -> None:
+    if socket_dir is not None:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def mariadb_socket(socket_dir: Path) -> Path:
+    return socket_dir / "mysqld.sock"
+
+
 def mariadbd_argv(
-    *, datadir: Path, run_dir: Path, bind: str, port: int, init_file: Path | None = None
+    *,
+    datadir: Path,
+    run_dir: Path,
+    socket_dir: Path,
+    bind: str,
+    port: int,
+    init_file: Path | None = None,
 ) -> list[str]:
-    """Foreground mariadbd, small buffers; `init_file` runs before the first client is accepted."""
+    """Foreground mariadbd, small buffers; its pid file in `run_dir`, its socket in `socket_dir`
+    (from `make_socket_dir`); `init_file` runs before the first client is accepted."""
+    socket_path = mariadb_socket(socket_dir)
+    if len(bytes(socket_path)) > SUN_PATH_MAX:
+        raise ValueError(f"mariadbd's socket path {socket_path} is longer than {SUN_PATH_MAX} bytes")
     return [
         MARIADBD,
         "--no-defaults",
         f"--datadir={datadir}",
-        f"--socket={run_dir / 'mysqld.sock'}",
+        f"--socket={socket_path}",
         f"--pid-file={run_dir / 'mysqld.pid'}",
         f"--port={port}",
         f"--bind-address={bind}",

@@ -63,6 +63,8 @@ class DependencyServer:
     run_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None
+    socket_dir: Path | None = None
+    """mariadbd's socket directory while it runs (`dbservers.make_socket_dir`)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -159,9 +161,7 @@ class DependencyServers:
         does not restart it: start_server() does."""
         with self._lock:
             server = self.servers[(namespace, pod)]
-            if server.proc is not None:
-                stop(server.proc, timeout=20)
-                server.proc = None
+            _stop_server(server)
             return server
 
     def start_server(self, *, namespace: str, pod: str) -> DependencyServer:
@@ -281,6 +281,8 @@ class DependencyServers:
                  server.pod, server.ip, server.port, proc.pid)  # fmt: skip
 
     def _mariadb_argv(self, server: DependencyServer) -> list[str]:
+        dbservers.remove_socket_dir(server.socket_dir)
+        server.socket_dir = dbservers.make_socket_dir()
         init_file = None
         # Like the image: MARIADB_* env only matters when the data directory is empty.
         if dbservers.mariadb_install(server.data_dir):
@@ -296,18 +298,25 @@ class DependencyServers:
             )
             init_file.chmod(0o600)
         return dbservers.mariadbd_argv(
-            datadir=server.data_dir, run_dir=server.run_dir, bind=server.ip, port=server.port,
-            init_file=init_file,
+            datadir=server.data_dir, run_dir=server.run_dir, socket_dir=server.socket_dir,
+            bind=server.ip, port=server.port, init_file=init_file,
         )  # fmt: skip
 
     def _remove(self, key: tuple[str, str]) -> None:
         server = self.servers.pop(key)
-        if server.proc is not None:
-            stop(server.proc, timeout=20)
-            server.proc = None
+        _stop_server(server)
         with contextlib.suppress(Exception):
             self.testnet.remove_pod_ip(server.ip)
         log.info("stopped %s for pod %s/%s", server.kind, server.namespace, server.pod)
+
+
+def _stop_server(server: DependencyServer) -> None:
+    """Stop its process (by PID) and remove what lives only while it runs."""
+    if server.proc is not None:
+        stop(server.proc, timeout=20)
+        server.proc = None
+    dbservers.remove_socket_dir(server.socket_dir)
+    server.socket_dir = None
 
 
 def _accepts(address: tuple[str, int]) -> bool:

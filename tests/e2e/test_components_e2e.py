@@ -286,9 +286,7 @@ def test_spin_mysql_app(
     net_namespace: str,
     tmp_path: Path,
 ) -> None:
-    """A Spin app writes and reads its declared MySQL dependency, and cannot open another address.
-    (A short test name: the namespace is named after it, and mariadbd's socket path under the
-    dependency servers' directory must stay within 107 bytes.)"""
+    """A Spin app writes and reads its declared MySQL dependency, and cannot open another address."""
     ns = net_namespace
 
     def mysql_serving() -> str:

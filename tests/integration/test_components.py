@@ -1,10 +1,12 @@
 """Components (WASI preview 2) through the data plane: Python (componentize-py) and JavaScript
-(componentize-js) `wasi:http/proxy` components served per request by the native listener, a Python
+(componentize-js) `wasi:http/proxy` components served per request by the native listener (and what
+the log says when a client hangs up first), a Python
 `wasi:cli/run` component as a WAGI route and as a job, and their compiled form cached on disk like a
 module's."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -116,6 +118,50 @@ def test_a_javascript_wasi_http_component_serves_each_request_from_a_fresh_insta
     assert (status, body) == (404, "Hello from JS, GET /js/gone?status=404 x-name=- served=1\n")
     # SpiderMonkey's heap lives in the component's linear memory: megabytes, within the limit.
     assert 1024 * 1024 < memory_per_instance(runtime, "jshttp", 5) <= LIMITS.memory_bytes
+
+
+def test_a_client_that_hangs_up_is_one_line_in_the_log_and_a_guest_error_stays_loud(
+    runtime: WasmRuntime,
+    listening: tuple[Serving, int],
+    component_guests: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The client goes away while the guest sleeps before it answers: the guest's write to the closed
+    body raises (`StreamError_Closed`) and the handler traps; that is one INFO line naming the
+    hang-up, not the guest's traceback. A guest that fails while its client waits is still logged
+    in full as a WARNING."""
+    wasm = (component_guests / "hello-component-py.wasm").read_bytes()
+    app = runtime.load_app(AppSpec("ns", "hangup", limits=LIMITS), wasm)
+    s, port = listening
+    s.mount_http(app, "/py")
+    capfd.readouterr()
+
+    def counted(histogram: str = "", outcome: str = "") -> bool:
+        row = next((r for r in runtime.plane.metrics() if r[1] == "hangup"), None)
+        if row is None:
+            return False
+        return (row[2][histogram][0][-1] if histogram else row[3][outcome]) == 1
+
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"GET /py/slow?sleep=1 HTTP/1.1\r\nHost: test\r\n\r\n")
+        # Hang up once the guest runs (it has its slot): a client that closed before hyper had read
+        # its request would still be answered (the response's first write does not fail).
+        eventually(lambda: counted(histogram="queue_wait"), within=20, what="the guest to start")
+    # Still counted as the trap it is (the invocation did not complete), only logged as what it is.
+    eventually(lambda: counted(outcome="trap"), within=20, what="the abandoned invocation to end")
+    err = capfd.readouterr().err
+    said = [line for line in err.splitlines() if "app ns/hangup:" in line]
+    assert len(said) == 1, err
+    assert said[0].startswith("INFO shoal_dataplane: app ns/hangup: the client hung up before"), said
+    assert "StreamError_Closed" in said[0], said
+    assert "Traceback" not in err
+    # A guest's own error, its client still waiting: an error status and the traceback in the log.
+    status, body = request(port, "GET", "/py/bad?sleep=never")
+    assert status == 500 and body.startswith("trap:"), (status, body)
+    err = capfd.readouterr().err
+    assert "WARNING shoal_dataplane: app ns/hangup: output: Traceback (most recent call last):" in err, err
+    assert "ValueError: could not convert string to float: 'never'" in err, err
+    assert "hung up" not in err
 
 
 def test_a_wasi_cli_component_runs_as_a_wagi_route_and_as_a_job(

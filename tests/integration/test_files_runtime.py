@@ -1,13 +1,17 @@
 """`spec.files` in the data plane: a real C guest (hack/examples/cat-file) in real wasmtime sees its
-read-only directories and its scratch directory, and nothing else of the host."""
+read-only directories and its scratch directory, and nothing else of the host; so do a Python
+`wasi:cli/run` component and a Python `wasi:http/proxy` component (served by the native listener)
+through wasi:filesystem."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
+from harness.loopback import get
 from shoal_agent.metrics import AgentMetrics
 from shoal_agent.runtime import (
     AppLimits,
@@ -17,6 +21,7 @@ from shoal_agent.runtime import (
     LoadedApp,
     WasmRuntime,
 )
+from shoal_agent.serving import Serving
 
 pytestmark = pytest.mark.integration
 
@@ -111,18 +116,47 @@ def test_a_missing_mount_fails_the_load(runtime: WasmRuntime, example_guests: Pa
         load(runtime, example_guests, mounts=((str(tmp_path / "absent"), "/data"),))
 
 
+def load_component(rt: WasmRuntime, wasm: Path, host: Path) -> LoadedApp:
+    """A Python component (CPython in it: about 12 MiB per instance) with the host's `data/` at /data."""
+    limits = AppLimits(timeout_s=10.0, memory_bytes=64 * 1024 * 1024)
+    spec = AppSpec("ns", wasm.stem, limits=limits, mounts=((str(host / "data"), "/data"),))
+    return rt.load_app(spec, wasm.read_bytes())
+
+
 def test_a_component_reads_its_mounts_through_wasi_filesystem(
     runtime: WasmRuntime, component_guests: Path, host: Path
 ) -> None:
-    spec = AppSpec(
-        "ns",
-        "cli",
-        limits=AppLimits(timeout_s=10.0, memory_bytes=64 * 1024 * 1024),
-        mounts=((str(host / "data"), "/data"),),
-    )
-    app = runtime.load_app(spec, (component_guests / "cli-component-py.wasm").read_bytes())
+    app = load_component(runtime, component_guests / "cli-component-py.wasm", host)
     assert app.kind == "command"
     assert body(run(app, "cat", "/data/hello.txt")) == "hello from the data dir\n"
     for outside in ("/data/../secret.txt", "/data/escape", str(host / "secret.txt"), "/etc/passwd"):
         text = body(run(app, "cat", outside))
         assert text.startswith(f"cannot open {outside}:"), (outside, text)
+
+
+def test_a_wasi_http_component_reads_its_mounts_through_wasi_filesystem(
+    runtime: WasmRuntime, component_guests: Path, host: Path
+) -> None:
+    app = load_component(runtime, component_guests / "hello-component-py.wasm", host)
+    assert app.kind == "proxy"
+    serving = Serving(runtime)
+    port = serving.listen("127.0.0.1", 0)
+    try:
+        serving.mount_http(app, "/py")
+
+        def cat(path: str) -> tuple[int, str]:
+            return get(port, "/py?cat=" + quote(path, safe=""))
+
+        assert cat("/data/hello.txt") == (200, "hello from the data dir\n")
+        assert cat("/data/sub/deep.txt") == (200, "deep\n")
+        for outside in (
+            "/data/../secret.txt",
+            "/data/escape",  # a symlink out of the tree
+            str(host / "secret.txt"),
+            "/etc/passwd",
+        ):
+            status, text = cat(outside)
+            assert status == 404 and text.startswith(f"cannot open {outside}:"), (outside, status, text)
+            assert "host secret" not in text
+    finally:
+        serving.stop_listening()

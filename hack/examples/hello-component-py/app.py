@@ -1,5 +1,11 @@
 """A wasi:http/proxy component in Python (componentize-py): answers every request with a greeting
-that names the path and the request's method, and echoes the request body when there is one."""
+that names the path and the request's method, and echoes the request body when there is one.
+`?cat=PATH` answers with that file instead (404 and why, if it cannot be opened), for the tests of
+`spec.files` through wasi:filesystem; `?sleep=SECONDS` waits that long before it answers (a client
+may go away meanwhile)."""
+
+import time
+from urllib.parse import parse_qs, urlsplit
 
 from wit_world import exports
 from wit_world.imports.types import (
@@ -31,13 +37,27 @@ def read_body(request: IncomingRequest) -> bytes:
     return data
 
 
+def cat(path: str) -> tuple[int, bytes]:
+    try:
+        with open(path, "rb") as f:
+            return 200, f.read()
+    except OSError as e:
+        return 404, f"cannot open {path}: {e.strerror}\n".encode()
+
+
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
         path = request.path_with_query() or "/"
+        query = parse_qs(urlsplit(path).query)
         method = "GET" if isinstance(request.method(), Method_Get) else "OTHER"
         body = b"" if method == "GET" else read_body(request)
-        text = f"Hello from a Python component, {method} {path}\n".encode() + body
+        status, text = 200, f"Hello from a Python component, {method} {path}\n".encode() + body
+        if "cat" in query:
+            status, text = cat(query["cat"][0])
+        if "sleep" in query:
+            time.sleep(float(query["sleep"][0]))
         response = OutgoingResponse(Fields.from_list([("content-type", b"text/plain")]))
+        response.set_status_code(status)
         outgoing = response.body()
         ResponseOutparam.set(response_out, Ok(response))
         stream = outgoing.write()

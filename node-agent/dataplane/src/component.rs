@@ -5,6 +5,9 @@
 //!
 //! Outbound HTTP from a component goes only where the app's allow-list says (`egress.rs`); with
 //! none, every request is refused (`HttpRequestDenied`).
+//!
+//! A guest that fails after its client hung up (`hangup.rs`) is reported in one line: its failure
+//! is most likely the write to the closed response, not a bug of its own.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +26,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::egress::Egress;
+use crate::hangup::HangUp;
 use crate::invoke::{
     AnyStore, AppVersion, InvocationResult, MemoryLimiter, Outcome, Request, Shared, Ticket,
     Timing, classify, enter, govern,
@@ -227,6 +231,9 @@ pub async fn serve(
     };
     let start = ticket.start;
     let label = app.label();
+    let hangup = HangUp::default();
+    let waiting = hangup.waiting();
+    let guest_hangup = hangup.clone();
     // A task of its own: the guest may go on writing the body after it has sent the headers.
     let lanes = shared.lanes.clone();
     let guest = async move {
@@ -252,20 +259,24 @@ pub async fn serve(
             instantiated.is_some(),
         );
         let result = InvocationResult::ran(verdict, &stdout, &stderr, timing);
-        for line in String::from_utf8_lossy(&result.stdout)
-            .lines()
-            .chain(String::from_utf8_lossy(&result.stderr).lines())
-            .filter(|l| !l.trim().is_empty())
-            .take(20)
-        {
-            eprintln!("WARNING shoal_dataplane: app {label}: output: {line}");
+        if result.outcome != Outcome::Ok && guest_hangup.happened() {
+            eprintln!(
+                "INFO shoal_dataplane: app {label}: {}",
+                after_hangup(&result)
+            );
+        } else {
+            for line in output_lines(&result).iter().take(20) {
+                eprintln!("WARNING shoal_dataplane: app {label}: output: {line}");
+            }
         }
         ticket.finish(Some(AnyStore::Component(store)), &result);
         result
     };
     let task = tokio::spawn(async move { crate::lane::run(&lanes, guest).await });
-    match rx.await {
-        Ok(Ok(response)) => Served::Response(response),
+    let answer = rx.await;
+    waiting.answered();
+    match answer {
+        Ok(Ok(response)) => Served::Response(response.map(|b| hangup.watch(b).boxed_unsync())),
         Ok(Err(code)) => Served::Failed(InvocationResult::refused(
             Outcome::Error,
             format!("the component answered with an error: {code:?}"),
@@ -286,6 +297,46 @@ pub async fn serve(
             )),
         },
     }
+}
+
+/// The guest's stdout and stderr lines that say something.
+fn output_lines(result: &InvocationResult) -> Vec<String> {
+    String::from_utf8_lossy(&result.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&result.stderr).lines())
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// One line for a guest that failed after its client hung up: how it ended and its last word.
+fn after_hangup(result: &InvocationResult) -> String {
+    let how = result.message.lines().next().unwrap_or("");
+    let last = last_word(&output_lines(result))
+        .map(|l| format!("; its last word: {}", l.trim()))
+        .unwrap_or_default();
+    format!(
+        "the client hung up before the response was written; the guest then ended with {}: {how}{last}",
+        result.outcome.as_str()
+    )
+}
+
+/// The line of a guest's output that says why it failed: a Python traceback's exception (the first
+/// unindented line after it; componentize-py's own panic follows it), else the last line but
+/// Rust's hint about RUST_BACKTRACE.
+fn last_word(lines: &[String]) -> Option<&str> {
+    if let Some(start) = lines
+        .iter()
+        .rposition(|l| l.starts_with("Traceback (most recent call last):"))
+        && let Some(exception) = lines[start + 1..].iter().find(|l| !l.starts_with(' '))
+    {
+        return Some(exception);
+    }
+    lines
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .map(String::as_str)
 }
 
 /// A body of bytes as the components' response body type.
@@ -373,6 +424,28 @@ mod tests {
         let r = invoke(shared.clone(), spin, request()).await;
         assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
         assert_eq!(shared.admission.memory_in_use(), 0);
+    }
+
+    #[test]
+    fn the_last_word_of_a_failed_guest_is_its_exception() {
+        let lines = |text: &str| text.lines().map(str::to_string).collect::<Vec<_>>();
+        let python = lines(
+            "Traceback (most recent call last):\n  File \"/0/app.py\", line 66, in handle\n    \
+             stream.blocking_write_and_flush(text)\ncomponentize_py_types.Err: Err(value=StreamError_Closed())\n\
+             thread '<unnamed>' panicked at runtime/src/lib.rs:499:21:\n\
+             Python function threw an unexpected exception\n\
+             note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        );
+        assert_eq!(
+            last_word(&python),
+            Some("componentize_py_types.Err: Err(value=StreamError_Closed())")
+        );
+        let rust = lines(
+            "thread 'main' panicked at src/lib.rs:3:5:\nbroken pipe\n\
+             note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        );
+        assert_eq!(last_word(&rust), Some("broken pipe"));
+        assert_eq!(last_word(&[]), None);
     }
 
     #[test]

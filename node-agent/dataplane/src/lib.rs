@@ -10,6 +10,7 @@ pub mod component;
 pub mod egress;
 pub mod engine;
 pub mod files;
+pub mod hangup;
 pub mod hostcall;
 pub mod invoke;
 pub mod lane;
