@@ -159,9 +159,7 @@ def soak(c: Cluster, profile: Profile) -> Result:
     f["soak_metric_series_before"] = series_before
     f["soak_metric_series_after"] = series_after
     f["soak_metric_series_after_churn_gone"] = series_gone
-    f["soak_metric_series_per_app_created"] = (series_gone - series_before) / max(
-        1, len(created) + len(jobs)
-    )
+    f["soak_metric_series_per_app_created"] = (series_gone - series_before) / max(1, len(created) + len(jobs))
     for name in [a["metadata"]["name"] for a in c.apps(ns)]:
         c.kube.delete(f"{APPS}/namespaces/{ns}/wasmapps/{name}")
     return result
