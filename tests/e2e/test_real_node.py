@@ -36,7 +36,10 @@ from localcluster.tools import cache_dir, tool
 from shoal_api import GROUP, VERSION
 from shoal_oci import WasmFormat, push_wasm
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(1200)]
+# On a machine whose image caches are cold, the images fixture alone is two mmdebstrap bases (about
+# 2 min) and the agent image's Rust stage compiling wasmtime (12+ min on 2 cores, more when the
+# machine is busy): 20 min was seen to run out there. Warm, the whole module takes a few minutes.
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(2400)]
 
 FIGURES = cache_dir() / "real-node-figures.txt"
 
