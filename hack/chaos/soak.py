@@ -94,7 +94,7 @@ def soak(c: Cluster, profile: Profile) -> Result:
     with loaded_app(c, ns, "steady", steady, interval=0.05, max_seconds=duration + 60) as load:
         clicks0, rows0 = ws.counter(), ws.rows()
         click_routes, clicks = dependencies.click_load(c, workers=1, interval=0.2, max_seconds=duration + 60)
-        series_before = sum(series_count(t) for t in c.scrape().values())
+        series_before = series_total(c)
         apps_before = {a["metadata"]["name"] for a in c.apps(ns)}
         churner = threading.Thread(target=churn, name="churn")
         churner.start()
@@ -116,7 +116,7 @@ def soak(c: Cluster, profile: Profile) -> Result:
             click_outcomes = clicks.stop()
             click_routes.stop()
         outcomes = load.stop()
-        series_after = sum(series_count(t) for t in c.scrape().values())
+        series_after = series_total(c)
         # Up to 4 churn apps and 2 jobs still exist here, each with its own series on its agents.
         # Once they are gone too (and while the steady app still runs), only what was there before
         # the churn should be left: series that grow with the number of apps ever created (instead
@@ -175,4 +175,9 @@ def series_once_churn_gone(c: Cluster, ns: str, *, keep: set[str], timeout: floa
     while any(p["spec"]["app"] not in keep for p in c.placements(ns)) and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(3.0)  # an agent forgets an app's series as it tears the placement down
+    return series_total(c)
+
+
+def series_total(c: Cluster) -> int:
+    """Metric series of the operator and every agent, as scraped now."""
     return sum(series_count(t) for t in c.scrape().values())

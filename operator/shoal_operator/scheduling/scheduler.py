@@ -20,6 +20,7 @@ from shoal_operator.scheduling.filters import (
     Filter,
     NodeView,
     constraints_key,
+    first_rejection,
 )
 from shoal_operator.scheduling.messages import unschedulable_message
 from shoal_operator.scheduling.model import (
@@ -101,15 +102,14 @@ class _StaticVerdicts:
         reasons: dict[str, str] = {}
         agents, now = self._cluster.agents, self._now
         for node in self._cluster.nodes:
-            # Static filters do not read the usage: an empty one stands in for it.
+            # Static filters do not read the usage: an empty one stands in for it. Once per kind
+            # of app, not per app, so `first_rejection` needs no inlining here.
             view = NodeView(node=node, agent=agents.get(node.name), wasm_requested=NO_RESOURCES)
-            for check in self.static:
-                reason = check(app, view, now)
-                if reason is not None:
-                    reasons[node.name] = reason
-                    break
-            else:
+            reason = first_rejection(app, view, now, self.static)
+            if reason is None:
                 passed.append(node)
+            else:
+                reasons[node.name] = reason
         return _Static(tuple(passed), MappingProxyType(reasons))
 
 
