@@ -9,7 +9,8 @@ One run:
     generation (`all_scheduled_s`; its Service and EndpointSlice, written after, are all there at
     `all_published_s`), with the operator's CPU seconds over that time (`operator_cpu_s`,
     from its process_cpu_seconds_total; `operator_cpu_published_s` until all_published_s) and its
-    peak resident memory (`operator_peak_rss_mb`);
+    peak resident memory (`operator_peak_rss_mb`); before the apps, the operator's CPU over 20 s
+    with nothing to do but the Nodes' heartbeats (`operator_idle_cpu_pct`, of one core);
   * the Deployment path on the same cluster, with the operator stopped: 1,000 Deployments of 2
     replicas (what one pod per replica costs: the pods SpinKube's operator would have created for
     1,000 SpinApps), the clock stopping when every pod is bound and Running on a kwok Node; once with
@@ -67,6 +68,7 @@ TUNED_FLAGS = ("--kube-api-qps=200", "--kube-api-burst=400")
 the fastest the pod path goes here, not with its defaults."""
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
 PHASE_TIMEOUT_S = 1500.0
+IDLE_PROBE_S = 20.0
 HEARTBEATS = ("leases", "nodes")
 """Resources kwok's Nodes write to as they heartbeat (the bench's own agents' Leases never renew)."""
 
@@ -173,6 +175,11 @@ async def run_end_to_end(
                 raise TimeoutError("the operator did not warm its cache within 120s")
             await asyncio.sleep(0.2)
         await asyncio.sleep(1)  # and opened its watches
+        # What the Nodes' heartbeats alone cost an operator with nothing to do (kwok renews each
+        # Node's Lease every 10 s and patches its status about every 20 s, as kubelets do).
+        cpu_idle_start = metric_value(operator.metrics(), "process_cpu_seconds_total")
+        await asyncio.sleep(IDLE_PROBE_S)
+        idle_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_idle_start
         cpu_at_start = metric_value(operator.metrics(), "process_cpu_seconds_total")
         requests_at_start = apiserver_requests(plane)
         log(f"creating {apps} WasmApps")
@@ -233,6 +240,7 @@ async def run_end_to_end(
             custom.list_namespaced_custom_object, "shoal.dev", "v1alpha1", "bench", "wasmplacements"
         )
         return {
+            "operator_idle_cpu_pct": 100 * idle_cpu_s / IDLE_PROBE_S,
             "create_s": created_s,
             "all_scheduled_s": all_scheduled_s,
             "all_published_s": all_published_s,
@@ -572,6 +580,7 @@ def per_app_figures(phase: dict[str, float], prefix: str, *, named: str | None =
 def shoal_figures(e2e: dict[str, float], metrics: str, timings_ms: list[float]) -> dict[str, object]:
     return {
         "placements": int(e2e["placements"]),
+        "operator_idle_cpu_pct": round(e2e["operator_idle_cpu_pct"], 2),
         "create_s": round(e2e["create_s"], 2),
         "all_scheduled_s": round(e2e["all_scheduled_s"], 2),
         "all_published_s": round(e2e["all_published_s"], 2),
@@ -676,6 +685,7 @@ def scale_probe(work: Path, nodes: int, apps: int) -> dict[str, object]:
         "scale_nodes": nodes,
         "scale_apps": apps,
         "scale_placements": int(e2e["placements"]),
+        "scale_operator_idle_cpu_pct": round(e2e["operator_idle_cpu_pct"], 2),
         "scale_create_s": round(e2e["create_s"], 2),
         "scale_all_scheduled_s": round(e2e["all_scheduled_s"], 2),
         "scale_all_published_s": round(e2e["all_published_s"], 2),

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from shoal_api.backoff import Backoff, Retry
 from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
 from shoal_api.egress import parse_allowed_host
+from shoal_api.informer import Informer, custom_objects
 from shoal_api.naming import node_selector
 from shoal_api.schedule import parse_schedule, schedule_problem
 from shoal_api.wasmapp import PlacementState
@@ -47,7 +48,6 @@ from .apps import AppBindings, BindingsListener, InFlight, RunningApp, TriggerFa
 from .capabilities import capabilities_for
 from .config import AgentConfig
 from .files import FilesError, FilesPlan, FileTrees, config_map_files, content_key, inside, write_files
-from .informer import Informer, custom_objects
 from .metrics import AgentMetrics
 from .runtime import AppLimits, AppSpec, InvocationRequest, InvocationResult, LoadError, Outcome
 from .secrets import MissingReference, SecretReader

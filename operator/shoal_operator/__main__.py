@@ -1,4 +1,5 @@
-"""shoal-operator: elect a leader, warm the cache, then watch (kopf) and reconcile.
+"""shoal-operator: elect a leader, warm the cache, then watch (kopf; the agents' Leases by an informer)
+and reconcile.
 
 Two replicas never fight: only the holder of the `shoal-operator` Lease watches and writes; the
 other waits to take over. Losing the Lease stops this replica (the Deployment restarts it as a
@@ -23,7 +24,7 @@ from prometheus_client import start_http_server
 from shoal_operator.cache import ClusterCache
 from shoal_operator.config import OperatorConfig
 from shoal_operator.events import EventRecorder
-from shoal_operator.handlers import register
+from shoal_operator.handlers import lease_informer, register
 from shoal_operator.kopfsettings import operator_settings
 from shoal_operator.kube import Kube, look_up_proxy_once
 from shoal_operator.leader import LeaderElector
@@ -92,13 +93,15 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
         reconciler.enqueue_all()
 
         registry = kopf.OperatorRegistry()
-        register(registry, cache=cache, reconciler=reconciler, agent_namespace=cfg.agent_namespace)
+        register(registry, cache=cache, reconciler=reconciler)
+        leases = lease_informer(api, cache=cache, reconciler=reconciler, namespace=cfg.agent_namespace)
         settings = operator_settings()
         kopf_stop = asyncio.Event()
 
         tasks = [
             asyncio.create_task(reconciler.run(), name="reconciler"),
             asyncio.create_task(events.run(), name="events"),
+            asyncio.create_task(leases.run(), name="leases"),
             asyncio.create_task(
                 kopf.operator(registry=registry, settings=settings, clusterwide=True, stop_flag=kopf_stop),
                 name="kopf",

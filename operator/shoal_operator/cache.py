@@ -137,6 +137,22 @@ class ClusterCache:
         record.lease_duration_seconds = float(spec.get("leaseDurationSeconds") or 15)
         return self._bump(appeared)
 
+    def sync_leases(self, items: list[dict[str, Any]]) -> bool:
+        """A complete list of the agent namespace's Leases: apply each, and take an agent whose Lease is
+        no longer listed as gone. Returns True when an agent appeared or disappeared."""
+        changed = False
+        listed = set()
+        for body in items:
+            changed |= self.apply_lease("ADDED", body)
+            spec = body.get("spec") or {}
+            name: str = body["metadata"]["name"]
+            listed.add(spec.get("holderIdentity") or name.removeprefix(AGENT_LEASE_PREFIX))
+        for node, record in self.agents.items():
+            if record.renew_time is not None and node not in listed:
+                record.renew_time = None
+                changed = True
+        return self._bump(changed)
+
     def apply_wasmnode(self, event: str, body: Mapping[str, Any]) -> bool:
         node = body["metadata"]["name"]
         record = self.agents.setdefault(node, AgentRecord(node=node))

@@ -79,6 +79,13 @@ def on_lease(cache: ClusterCache, event: str, body: Mapping[str, Any]) -> Requeu
     return Requeue(topology=True, nodes=None) if cache.apply_lease(event, body) else NOTHING
 
 
+def on_lease_list(cache: ClusterCache, items: list[dict[str, Any]]) -> Requeue:
+    """A (re)list of the agents' Leases: each as seen, and an agent whose Lease was deleted while the
+    watch was down as gone (no event will say so)."""
+    changed = cache.sync_leases(items)
+    return Requeue(topology=True, nodes=None) if changed else NOTHING
+
+
 def agents_changed(nodes: frozenset[str]) -> Requeue:
     """A Lease ran out or a `/livez` link changed (no watch event says so): the apps on those nodes."""
     return Requeue(topology=True, nodes=nodes) if nodes else NOTHING
@@ -90,8 +97,6 @@ class Source:
     version: str
     plural: str
     react: Callable[[ClusterCache, str, Mapping[str, Any]], Requeue]
-    agent_namespace_only: bool = False
-    """Only objects in the agents' namespace (their heartbeat Leases)."""
 
 
 SOURCES: tuple[Source, ...] = (
@@ -100,8 +105,12 @@ SOURCES: tuple[Source, ...] = (
     Source(GROUP, VERSION, WASMNODE_PLURAL, on_wasmnode),
     Source("", "v1", "nodes", on_node),
     Source("", "v1", "pods", on_pod),
-    Source("coordination.k8s.io", "v1", "leases", on_lease, agent_namespace_only=True),
 )
+"""Watched cluster-wide by kopf."""
+
+LEASES = Source("coordination.k8s.io", "v1", "leases", on_lease)
+"""Watched in the agents' namespace only, by our own informer (`leases.py`): kopf would watch every
+namespace, and every kubelet renews a Lease in kube-node-lease every 10 s."""
 
 
 def affected_apps(cache: ClusterCache, nodes: frozenset[str] | None) -> list[str]:

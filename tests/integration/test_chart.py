@@ -282,8 +282,8 @@ OPERATOR_CAN = [
     ("watch", "nodes", None),
     ("list", "pods", "*"),
     ("watch", "pods", "*"),
-    ("list", "leases.coordination.k8s.io", "*"),
-    ("watch", "leases.coordination.k8s.io", "*"),
+    ("list", "leases.coordination.k8s.io", "NS"),  # the agents' heartbeats
+    ("watch", "leases.coordination.k8s.io", "NS"),
     ("create", "leases.coordination.k8s.io", "NS"),
     ("get", "leases.coordination.k8s.io/shoal-operator", "NS"),
     ("update", "leases.coordination.k8s.io/shoal-operator", "NS"),
@@ -308,6 +308,8 @@ OPERATOR_CAN = [
     ("delete", "endpointslices.discovery.k8s.io", "APP"),
 ]
 OPERATOR_CANNOT = [
+    ("list", "leases.coordination.k8s.io", "kube-node-lease"),  # only the agent namespace's are read
+    ("watch", "leases.coordination.k8s.io", "*"),
     ("update", "leases.coordination.k8s.io/someone-else", "NS"),
     ("create", "leases.coordination.k8s.io", "APP"),
     ("update", "leases.coordination.k8s.io", "kube-system"),

@@ -1,5 +1,6 @@
-"""The agent's informer: list then watch, relist on 410 Gone, back off on errors, and a watchdog that
-relists when a watch goes silent (a half-open connection)."""
+"""The informer (the agent's placements, the operator's agent Leases): list then watch, relist on
+410 Gone, back off on errors, and a watchdog that relists when a watch goes silent (a half-open
+connection)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from shoal_agent.informer import Informer
+from shoal_api.informer import Informer
 
 pytestmark = pytest.mark.unit
 

@@ -28,7 +28,7 @@ def test_the_operator_registers_only_event_handlers() -> None:
     """EventsOnlyDiffBase would silently break an on.create/update/field handler: keep it so."""
     registry = kopf.OperatorRegistry()
     reconciler: Any = object()
-    register(registry, cache=ClusterCache(), reconciler=reconciler, agent_namespace="shoal-system")
+    register(registry, cache=ClusterCache(), reconciler=reconciler)
     assert registry._watching.get_all_handlers()
     assert not registry._changing.get_all_handlers()
     assert not registry._spawning.get_all_handlers()
