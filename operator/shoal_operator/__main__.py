@@ -27,7 +27,7 @@ from shoal_operator.events import EventRecorder
 from shoal_operator.handlers import lease_informer, register
 from shoal_operator.kopfsettings import operator_settings
 from shoal_operator.kube import Kube, look_up_proxy_once
-from shoal_operator.leader import LeaderElector
+from shoal_operator.leader import ElectionThread
 from shoal_operator.liveness import AgentLinks
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.reconciler import Reconciler
@@ -37,12 +37,16 @@ from shoal_operator.warmup import warm_cache_with_retries
 logger = logging.getLogger("shoal_operator")
 
 
-async def api_client() -> client.ApiClient:
+async def api_configuration() -> client.Configuration:
     cfg = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         await config.load_kube_config(client_configuration=cfg)
+    return cfg
+
+
+def api_client(cfg: client.Configuration) -> client.ApiClient:
     api = client.ApiClient(cfg)
     look_up_proxy_once(api, cfg.host)
     return api
@@ -52,11 +56,12 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
     metrics = OperatorMetrics()
     start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=metrics.registry)
     logger.info("metrics on %s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
-    async with await api_client() as api:
+    api_cfg = await api_configuration()
+    async with api_client(api_cfg) as api:
         elector = None
         if cfg.leader_election:
-            elector = LeaderElector(
-                api, namespace=cfg.lease_namespace, name="shoal-operator", identity=cfg.identity
+            elector = ElectionThread(
+                api_cfg, namespace=cfg.lease_namespace, name="shoal-operator", identity=cfg.identity
             )
             logger.info("waiting to lead (Lease %s/shoal-operator) as %s", cfg.lease_namespace, cfg.identity)
             acquire = asyncio.ensure_future(elector.acquire())
@@ -64,6 +69,9 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
             await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
                 acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+                await elector.release()
                 return 0
             stopping.cancel()
             logger.info("became the leader")
