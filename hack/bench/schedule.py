@@ -179,8 +179,8 @@ async def run_end_to_end(
         # Node's Lease every 10 s and patches its status about every 20 s, as kubelets do).
         cpu_idle_start = metric_value(operator.metrics(), "process_cpu_seconds_total")
         await asyncio.sleep(IDLE_PROBE_S)
-        idle_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_idle_start
         cpu_at_start = metric_value(operator.metrics(), "process_cpu_seconds_total")
+        idle_cpu_s = cpu_at_start - cpu_idle_start
         requests_at_start = apiserver_requests(plane)
         log(f"creating {apps} WasmApps")
         gate = asyncio.Semaphore(32)

@@ -120,11 +120,10 @@ class ClusterCache:
 
     def apply_lease(self, event: str, body: Mapping[str, Any]) -> bool:
         """An agent heartbeat; returns True when an agent appeared or disappeared."""
-        name: str = body["metadata"]["name"]
-        if not name.startswith(AGENT_LEASE_PREFIX):
+        node = lease_agent(body)
+        if node is None:
             return False
         spec = body.get("spec") or {}
-        node = spec.get("holderIdentity") or name.removeprefix(AGENT_LEASE_PREFIX)
         if event == "DELETED":
             record = self.agents.get(node)
             if record is None:
@@ -141,12 +140,9 @@ class ClusterCache:
         """A complete list of the agent namespace's Leases: apply each, and take an agent whose Lease is
         no longer listed as gone. Returns True when an agent appeared or disappeared."""
         changed = False
-        listed = set()
         for body in items:
             changed |= self.apply_lease("ADDED", body)
-            spec = body.get("spec") or {}
-            name: str = body["metadata"]["name"]
-            listed.add(spec.get("holderIdentity") or name.removeprefix(AGENT_LEASE_PREFIX))
+        listed = {lease_agent(body) for body in items}
         for node, record in self.agents.items():
             if record.renew_time is not None and node not in listed:
                 record.renew_time = None
@@ -252,6 +248,16 @@ class ClusterCache:
             for a in self.agents.values()
             if a.renew_time is not None and (now - a.renew_time).total_seconds() <= a.lease_duration_seconds
         )
+
+
+def lease_agent(body: Mapping[str, Any]) -> str | None:
+    """The node whose agent holds this heartbeat Lease; None for any other Lease. The holder identity
+    names the node (a node name too long for a Lease name is hashed into it)."""
+    name: str = body["metadata"]["name"]
+    if not name.startswith(AGENT_LEASE_PREFIX):
+        return None
+    holder: str | None = (body.get("spec") or {}).get("holderIdentity")
+    return holder or name.removeprefix(AGENT_LEASE_PREFIX)
 
 
 def node_from_body(body: Mapping[str, Any], *, pod_requests: Resources) -> Node:

@@ -168,6 +168,11 @@ class LeaderElector:
         """Holder in the last Lease we read or wrote, if any."""
         return self._observed.holder if self._observed else None
 
+    @property
+    def observed_renew_time(self) -> datetime | None:
+        """renewTime in the last Lease we read or wrote, if any."""
+        return self._observed.renew_time if self._observed else None
+
     # --- lifecycle ----------------------------------------------------------------------------------
 
     async def acquire(self) -> None:
@@ -349,8 +354,7 @@ class ElectionThread:
     @property
     def renewed(self) -> datetime | None:
         """The renewTime of the Lease as last read or written on the thread."""
-        observed = self._elector._observed if self._elector is not None else None
-        return observed.renew_time if observed is not None else None
+        return self._elector.observed_renew_time if self._elector is not None else None
 
     async def acquire(self) -> None:
         """Block until this process leads; cancelling it cancels the attempts on the thread."""

@@ -109,8 +109,8 @@ SOURCES: tuple[Source, ...] = (
 """Watched cluster-wide by kopf."""
 
 LEASES = Source("coordination.k8s.io", "v1", "leases", on_lease)
-"""Watched in the agents' namespace only, by our own informer (`leases.py`): kopf would watch every
-namespace, and every kubelet renews a Lease in kube-node-lease every 10 s."""
+"""Watched in the agents' namespace only, by our own informer (`handlers.lease_informer`): kopf
+would watch every namespace, and every kubelet renews a Lease in kube-node-lease every 10 s."""
 
 
 def affected_apps(cache: ClusterCache, nodes: frozenset[str] | None) -> list[str]:
