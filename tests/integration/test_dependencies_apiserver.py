@@ -3,8 +3,11 @@ Running on kwok nodes, and garbage-collected with their WasmApp except for what 
 
 The local cluster has no storage provisioner, so claims never bind on their own and the pods stay
 Pending (the first test shows it). The tests render with a per-test storageClassName and create
-matching hostPath PersistentVolumes pre-bound to the StatefulSets' claims; kwok runs nothing, so no
-disk is ever touched.
+matching hostPath PersistentVolumes pre-bound to the StatefulSets' claims, and the claims themselves,
+Bound, before the StatefulSets: the StatefulSet controller adopts a claim of its template's name, as
+it does after a restore. Left to the StatefulSet, the claim and the pod appear together and the pod
+waits for kube-scheduler to notice the binding; once in CI that took longer than a minute. kwok runs
+nothing, so no disk is ever touched.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from harness.kubestate import describe_namespace
 from harness.waiting import eventually
+from localcluster.controlplane import ControlPlane
 from shoal_api.constants import GROUP, VERSION, WASMAPP_PLURAL
 from shoal_api.wasmapp import WasmApp
 from shoal_operator.dependencies import (
@@ -70,7 +75,9 @@ def render(app: WasmApp, dep_name: str, *, storage_class: str | None) -> Depende
 
 @pytest.fixture
 async def volumes(api: client.ApiClient, namespace: str) -> AsyncIterator[Callable[..., Awaitable[None]]]:
-    """Creates hostPath PersistentVolumes pre-bound to a StatefulSet's claim; deletes them after."""
+    """Creates hostPath PersistentVolumes pre-bound to a StatefulSet's claim, and that claim from the
+    StatefulSet's template, and waits until the two are Bound; deletes the volumes after (the claims
+    go with their namespace, or with the StatefulSet)."""
     core = client.CoreV1Api(api)
     created: list[str] = []
 
@@ -94,6 +101,20 @@ async def volumes(api: client.ApiClient, namespace: str) -> AsyncIterator[Callab
         }
         await core.create_persistent_volume(volume)
         created.append(name)
+        template = sts["spec"]["volumeClaimTemplates"][0]
+        claim_body: Any = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "labels": template["metadata"].get("labels") or {}},
+            "spec": {**template["spec"], "volumeName": name},
+        }
+        await core.create_namespaced_persistent_volume_claim(namespace, claim_body)
+
+        async def bound() -> bool:
+            got = await core.read_namespaced_persistent_volume_claim(claim, namespace)
+            return bool(got.status.phase == "Bound")
+
+        await eventually(bound, within=60, what=f"claim {claim} to bind to volume {name}")
 
     try:
         yield create
@@ -130,7 +151,11 @@ async def test_unbound_claims_keep_dependency_pods_pending(
 
 
 async def test_dependencies_run_and_are_collected_with_the_app_except_retained_data(
-    api: client.ApiClient, namespace: str, shoal_crds: Path, volumes: Callable[..., Awaitable[None]]
+    api: client.ApiClient,
+    namespace: str,
+    shoal_crds: Path,
+    control_plane: ControlPlane,
+    volumes: Callable[..., Awaitable[None]],
 ) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     storage_class = f"shoal-test-{namespace}"
@@ -152,7 +177,12 @@ async def test_dependencies_run_and_are_collected_with_the_app_except_retained_d
             pod = await pod_of(api, namespace, "tally", dep)
             return pod if pod and pod.status.phase == "Running" and pod.spec.node_name else None
 
-        pod = await eventually(running, within=60, what=f"the {dep} pod to be scheduled and Running")
+        pod = await eventually(
+            running,
+            within=60,
+            what=f"the {dep} pod to be scheduled and Running",
+            explain=lambda: describe_namespace(api, namespace, plane=control_plane),
+        )
         assert pod.spec.node_name in node_names
         assert pod.metadata.owner_references[0].kind == "StatefulSet"
 
