@@ -165,7 +165,7 @@ class KubeObject(KubeModel):
 
     @classmethod
     def from_k8s(cls, body: Any) -> Self:
-        """Parse an object as returned by the apiserver (or a kopf body); unknown fields ignored."""
+        """Parse an object as the apiserver sends it (listed or watched); unknown fields ignored."""
         return cls.model_validate(dict(body))
 
 

@@ -10,7 +10,10 @@ One run:
     `all_published_s`), with the operator's CPU seconds over that time (`operator_cpu_s`,
     from its process_cpu_seconds_total; `operator_cpu_published_s` until all_published_s) and its
     peak resident memory (`operator_peak_rss_mb`); before the apps, the operator's CPU over 20 s
-    with nothing to do but the Nodes' heartbeats (`operator_idle_cpu_pct`, of one core);
+    with nothing to do but the Nodes' heartbeats (`operator_idle_cpu_pct`, of one core); and where
+    the cores went until all_scheduled_s: each process's CPU seconds (`scheduled_cpu_<process>_s`:
+    kube-apiserver, etcd, the operator, this script's clients, ...) and their sum as a share of what
+    the cores offered (`scheduled_cpu_busy_pct`; near 100 means the machine, not a wait, is the limit);
   * the Deployment path on the same cluster, with the operator stopped: 1,000 Deployments of 2
     replicas (what one pod per replica costs: the pods SpinKube's operator would have created for
     1,000 SpinApps), the clock stopping when every pod is bound and Running on a kwok Node; once with
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import statistics
 import sys
@@ -214,6 +218,7 @@ async def run_end_to_end(
         slices = ReadyTracker(discovery.list_namespaced_endpoint_slice, "bench", ready=_has_endpoints)
         await slices.start()
         started = time.monotonic()
+        cpu_before = cpu_by_process(plane, operator)
         watching = asyncio.create_task(tracker.wait(apps, what="apps Scheduled", started=started))
         publishing = asyncio.create_task(slices.wait(apps, what="apps published", started=started))
         await asyncio.gather(*(create(i) for i in range(apps)))
@@ -221,6 +226,7 @@ async def run_end_to_end(
         log(f"created in {created_s:.1f}s; waiting until every app is Scheduled")
         await watching
         all_scheduled_s = time.monotonic() - started
+        cpu_after = cpu_by_process(plane, operator)
         operator_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_at_start
         requests = apiserver_requests(plane)
         try:
@@ -248,6 +254,7 @@ async def run_end_to_end(
             "operator_cpu_published_s": operator_cpu_published_s,
             "operator_peak_rss_mb": peak_rss_mb(operator),
             "placements": float(len(placements["items"])),
+            **{f"scheduled_cpu_{n}_s": cpu_after[n] - cpu_before[n] for n in cpu_before},
             **per_app("shoal", diff_requests(requests, requests_at_start), apps),
             **per_app("shoal_settled", diff_requests(settled, requests_at_start), apps),
         }
@@ -485,6 +492,20 @@ async def wait_quiet(plane: ControlPlane, *, idle_s: float = 3.0, limit_s: float
     return last
 
 
+def cpu_by_process(plane: ControlPlane, operator: OperatorProcess) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used so far: the control plane's, the operator's
+    and this script's (its app creation and watches). Where the machine's cores went in a window."""
+    assert operator.proc is not None
+    pids = {p.name: p.pid for p in plane.procs} | {"operator": operator.proc.pid, "bench": os.getpid()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pid in pids.items():
+        # Fields 14 and 15 (utime, stime), counted after the parenthesised command name.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
 def peak_rss_mb(operator: OperatorProcess) -> float:
     """The operator's peak resident set (VmHWM), in MiB."""
     assert operator.proc is not None
@@ -589,6 +610,7 @@ def shoal_figures(e2e: dict[str, float], metrics: str, timings_ms: list[float]) 
         "operator_cpu_s": round(e2e["operator_cpu_s"], 2),
         "operator_cpu_published_s": round(e2e["operator_cpu_published_s"], 2),
         "operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
+        **cpu_figures(e2e),
         "decision_p50_ms": round(statistics.median(timings_ms), 3),
         "decision_p99_ms": round(percentile(timings_ms, 0.99), 3),
         "operator_decision_p50_le_ms": histogram_quantile(
@@ -607,6 +629,17 @@ def shoal_figures(e2e: dict[str, float], metrics: str, timings_ms: list[float]) 
         ),
         "goal_all_scheduled_s": 10,
         "goal_decision_p50_ms": 2,
+    }
+
+
+def cpu_figures(e2e: dict[str, float]) -> dict[str, object]:
+    """Where the cores went until every app was Scheduled: each process's CPU seconds, and all of
+    them as a share of what the machine's cores offered in that time (near 100: CPU-bound)."""
+    used = {k: v for k, v in e2e.items() if k.startswith("scheduled_cpu_")}
+    offered = (os.cpu_count() or 1) * e2e["all_scheduled_s"]
+    return {
+        **{k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1])},
+        "scheduled_cpu_busy_pct": round(100 * sum(used.values()) / offered, 1),
     }
 
 
@@ -691,6 +724,7 @@ def scale_probe(work: Path, nodes: int, apps: int) -> dict[str, object]:
         "scale_all_published_s": round(e2e["all_published_s"], 2),
         "scale_operator_cpu_s": round(e2e["operator_cpu_s"], 2),
         "scale_operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
+        **{f"scale_{k}": v for k, v in cpu_figures(e2e).items()},
         "scale_shoal_writes_per_app": round(e2e["shoal_writes_per_app"], 2),
         "scale_shoal_writes_per_app_excl_node_heartbeats": round(
             e2e["shoal_writes_per_app_excl_node_heartbeats"], 2

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from shoal_api.backoff import Backoff, Retry
 from shoal_api.constants import GROUP, VERSION, WASMPLACEMENT_PLURAL
 from shoal_api.egress import parse_allowed_host
-from shoal_api.informer import Informer, custom_objects
+from shoal_api.informer import Informer, cluster_objects
 from shoal_api.naming import node_selector
 from shoal_api.schedule import parse_schedule, schedule_problem
 from shoal_api.wasmapp import PlacementState
@@ -527,7 +527,7 @@ class PlacementManager:
         self._publish = publish
         self.workers: dict[tuple[str, str], PlacementWorker] = {}
         self._removals: set[asyncio.Task[None]] = set()
-        lister, watcher = custom_objects(
+        lister, watcher = cluster_objects(
             ctx.api, GROUP, VERSION, WASMPLACEMENT_PLURAL, label_selector=node_selector(ctx.cfg.node_name)
         )
         self.watch = Informer("placement", lister, watcher, self._on_sync, self._on_event)

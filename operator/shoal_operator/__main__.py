@@ -1,5 +1,5 @@
-"""shoal-operator: elect a leader, warm the cache, then watch (kopf; the agents' Leases by an informer)
-and reconcile.
+"""shoal-operator: elect a leader, list and watch what it schedules by (informers: the first lists warm
+the cache), then reconcile.
 
 Two replicas never fight: only the holder of the `shoal-operator` Lease watches and writes; the
 other waits to take over. Losing the Lease stops this replica (the Deployment restarts it as a
@@ -16,23 +16,21 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
-import kopf
 from kubernetes_asyncio import client, config
 from prometheus_client import start_http_server
 
 from shoal_operator.cache import ClusterCache
 from shoal_operator.config import OperatorConfig
 from shoal_operator.events import EventRecorder
-from shoal_operator.handlers import lease_informer, register
-from shoal_operator.kopfsettings import operator_settings
+from shoal_operator.handlers import all_synced, informers
 from shoal_operator.kube import Kube, look_up_proxy_once
 from shoal_operator.leader import ElectionThread
 from shoal_operator.liveness import AgentLinks
 from shoal_operator.metrics import OperatorMetrics
 from shoal_operator.reconciler import Reconciler
 from shoal_operator.resolver import DigestResolver
-from shoal_operator.warmup import warm_cache_with_retries
 
 logger = logging.getLogger("shoal_operator")
 
@@ -89,50 +87,42 @@ async def run(cfg: OperatorConfig, *, stop: asyncio.Event) -> int:
             events=events,
         )
         links = reconciler.agents.links = AgentLinks(on_change=reconciler.links_changed)
-        await warm_cache_with_retries(api, cache, agent_namespace=cfg.agent_namespace)
-        logger.info(
-            "cache warm: %d nodes, %d agents, %d apps, %d placements",
-            len(cache.nodes),
-            len(cache.agents),
-            len(cache.apps),
-            len(cache.placements),
-        )
-        reconciler.publish.existing_at_start = frozenset(cache.apps)
-        reconciler.enqueue_all()
-
-        registry = kopf.OperatorRegistry()
-        register(registry, cache=cache, reconciler=reconciler)
-        leases = lease_informer(api, cache=cache, reconciler=reconciler, namespace=cfg.agent_namespace)
-        settings = operator_settings()
-        kopf_stop = asyncio.Event()
-
-        tasks = [
-            asyncio.create_task(reconciler.run(), name="reconciler"),
-            asyncio.create_task(events.run(), name="events"),
-            asyncio.create_task(leases.run(), name="leases"),
-            asyncio.create_task(
-                kopf.operator(registry=registry, settings=settings, clusterwide=True, stop_flag=kopf_stop),
-                name="kopf",
-            ),
-            asyncio.create_task(stop.wait(), name="stop"),
+        watches = informers(api, cache=cache, reconciler=reconciler, agent_namespace=cfg.agent_namespace)
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(w.run(), name=f"watch {w.what}") for w in watches
         ]
+        tasks.append(asyncio.create_task(stop.wait(), name="stop"))
         if elector is not None:
             tasks.append(asyncio.create_task(elector.lost.wait(), name="leadership-lost"))
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        synced = asyncio.create_task(all_synced(watches), name="first lists")
+        done, _ = await asyncio.wait([synced, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if synced in done:
+            logger.info(
+                "cache warm: %d nodes, %d agents, %d apps, %d placements",
+                len(cache.nodes),
+                len(cache.agents),
+                len(cache.apps),
+                len(cache.placements),
+            )
+            reconciler.publish.existing_at_start = frozenset(cache.apps)
+            reconciler.enqueue_all()
+            tasks += [
+                asyncio.create_task(reconciler.run(), name="reconciler"),
+                asyncio.create_task(events.run(), name="events"),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            synced.cancel()
         first = next(iter(done))
         code = 0
         if first.get_name() == "leadership-lost":
             logger.error("lost the leader Lease; stopping so a standby can take over")
             code = 1
-        elif first.get_name() == "kopf" and first.exception() is None:
-            pass  # kopf caught SIGTERM/SIGINT itself (it installs its own handlers): a graceful stop
         elif first.get_name() != "stop":
             logger.error("%s ended unexpectedly: %r", first.get_name(), first.exception())
             code = 1
-        kopf_stop.set()
         for task in tasks:
-            if task.get_name() != "kopf":
-                task.cancel()
+            task.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
         await links.close()
@@ -178,7 +168,6 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
 
     async def _main() -> int:

@@ -2,8 +2,8 @@
 
 The one place that says so, as spin-operator's `SetupWithManager` does with controller-runtime's
 `For`, `Owns` and `Watches(..., EnqueueRequestsFromMapFunc(...))`. Each entry feeds the event into
-the cache and maps the change it made to a `Requeue`; `handlers.py` registers one kopf handler per
-entry and knows nothing else. Timers requeue too, declared where they are set: a failure's backoff
+the cache and maps the change it made to a `Requeue`; `handlers.py` builds one informer per entry and
+knows nothing else. Timers requeue too, declared where they are set: a failure's backoff
 (workqueue.py), a tolerationSeconds running out and a dependency wait (decide.py), held-back rollout
 steps (converge.py), the periodic resync and agents coming or going (reconciler.py, `agents_changed`
 below).
@@ -97,7 +97,18 @@ class Source:
     version: str
     plural: str
     react: Callable[[ClusterCache, str, Mapping[str, Any]], Requeue]
+    relist: Callable[[ClusterCache, list[dict[str, Any]]], Requeue] | None = None
+    """What a complete (re)list does; None: each listed object as an event, and an object no longer
+    listed as deleted (`shoal_api.informer.Replacing`)."""
+    in_agent_namespace: bool = False
+    """Watched in the agents' namespace only; otherwise in every namespace."""
 
+
+LEASES = Source(
+    "coordination.k8s.io", "v1", "leases", on_lease, relist=on_lease_list, in_agent_namespace=True
+)
+"""The agents' heartbeats, in their namespace only: every kubelet renews a Lease in kube-node-lease
+every 10 s, and none of those is ours."""
 
 SOURCES: tuple[Source, ...] = (
     Source(GROUP, VERSION, WASMAPP_PLURAL, on_app),
@@ -105,12 +116,9 @@ SOURCES: tuple[Source, ...] = (
     Source(GROUP, VERSION, WASMNODE_PLURAL, on_wasmnode),
     Source("", "v1", "nodes", on_node),
     Source("", "v1", "pods", on_pod),
+    LEASES,
 )
-"""Watched cluster-wide by kopf."""
-
-LEASES = Source("coordination.k8s.io", "v1", "leases", on_lease)
-"""Watched in the agents' namespace only, by our own informer (`handlers.lease_informer`): kopf
-would watch every namespace, and every kubelet renews a Lease in kube-node-lease every 10 s."""
+"""Every watched kind; `handlers.informers` builds one informer per entry."""
 
 
 def affected_apps(cache: ClusterCache, nodes: frozenset[str] | None) -> list[str]:

@@ -1,17 +1,20 @@
-"""The informer (the agent's placements, the operator's agent Leases): list then watch, relist on
-410 Gone, back off on errors, and a watchdog that relists when a watch goes silent (a half-open
-connection)."""
+"""The informer (the agent's placements, every kind the operator watches): list then watch, relist on
+410 Gone, back off on errors, a watchdog that relists when a watch goes silent (a half-open
+connection), relists as events, and the apiserver's list and watch protocol."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from shoal_api.informer import Informer
+from shoal_api.informer import Informer, Replacing, namespaced_objects
 
 pytestmark = pytest.mark.unit
 
@@ -82,10 +85,10 @@ async def test_events_stream_from_the_list_and_resume_from_the_last_version() ->
     api = FakeApi(
         [
             [
-                {"type": "ADDED", "raw_object": obj("b", "11")},
-                {"type": "BOOKMARK", "raw_object": obj("", "12")},
+                {"type": "ADDED", "object": obj("b", "11")},
+                {"type": "BOOKMARK", "object": obj("", "12")},
             ],
-            [{"type": "DELETED", "raw_object": obj("b", "13")}],
+            [{"type": "DELETED", "object": obj("b", "13")}],
         ]
     )
     slept: list[float] = []
@@ -121,3 +124,85 @@ async def test_a_silent_watch_is_relisted_by_the_watchdog() -> None:
     await run_until(inf, lambda: api.lists >= 2)
     assert inf.relists >= 1 and len(syncs) >= 2
     assert slept == [], "a silent watch relists at once"
+
+
+def test_a_relist_turns_what_is_no_longer_listed_into_a_deletion_with_a_tombstone() -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    replacing = Replacing(lambda kind, o: seen.append((kind, o)))
+    pod = {
+        "metadata": {
+            "name": "p",
+            "namespace": "ns",
+            "uid": "u1",
+            "labels": {"app": "x"},
+            "resourceVersion": "3",
+        },
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c"}]},
+        "status": {"phase": "Running"},
+    }
+    other = {"metadata": {"name": "q", "namespace": "ns", "uid": "u2"}}
+    replacing.sync([pod])
+    replacing.event("ADDED", other)
+    replacing.event("DELETED", other)
+    replacing.event("MODIFIED", pod)
+    seen.clear()
+    replacing.sync([])
+    assert seen == [
+        (
+            "DELETED",
+            {
+                "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
+                "spec": {"nodeName": "node-1"},
+            },
+        )
+    ], "only the pod the relist no longer holds; q was deleted by its own event"
+    replacing.sync([other])
+    assert seen[-1] == ("ADDED", other)
+
+
+async def test_list_and_watch_speak_the_apiserver_protocol() -> None:
+    """Against a loopback server in the apiserver's shape: the list's JSON, watch lines longer than
+    aiohttp's line limit, split across chunks, and an ERROR event raised as the status it carries."""
+    big = "x" * 300_000
+    requests: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        requests.append({"path": request.path, **request.query})
+        if request.query.get("watch") != "true":
+            return web.json_response({"metadata": {"resourceVersion": "7"}, "items": [obj("a", "6")]})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        line = json.dumps({"type": "ADDED", "object": {**obj("b", "8"), "data": big}}).encode() + b"\n"
+        for start in range(0, len(line), 65_536):
+            await response.write(line[start : start + 65_536])
+        gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+        await response.write(json.dumps(gone).encode() + b"\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/apis/shoal.dev/v1alpha1/namespaces/ns/wasmplacements", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    cfg = client.Configuration(host=f"http://127.0.0.1:{port}")
+    try:
+        async with client.ApiClient(cfg) as api:
+            lister, watcher = namespaced_objects(
+                api, "shoal.dev", "v1alpha1", "wasmplacements", namespace="ns"
+            )
+            listing = await lister()
+            assert listing["items"] == [obj("a", "6")]
+            got = []
+            with pytest.raises(ApiException) as gone_error:
+                async for event in watcher("7"):
+                    got.append(event)
+            assert [(e["type"], e["object"]["metadata"]["name"], len(e["object"]["data"])) for e in got] == [
+                ("ADDED", "b", len(big))
+            ]
+            assert gone_error.value.status == 410
+    finally:
+        await runner.cleanup()
+    assert requests[0] == {"path": "/apis/shoal.dev/v1alpha1/namespaces/ns/wasmplacements"}
+    assert requests[1]["resourceVersion"] == "7" and requests[1]["allowWatchBookmarks"] == "true"

@@ -1,6 +1,5 @@
-"""The agents' Leases reach the cache through the operator's own informer (not kopf): each event as
-before, and a (re)list that also notices a Lease deleted while the watch was down, which kopf's relist
-never reported."""
+"""The agents' Leases reach the cache through the operator's informer: each event, and a (re)list
+that also notices a Lease deleted while the watch was down."""
 
 from __future__ import annotations
 
@@ -69,7 +68,7 @@ def test_other_leases_in_the_namespace_change_nothing() -> None:
 
 
 async def test_the_informer_feeds_lists_and_events_into_the_cache() -> None:
-    """The wiring `handlers.lease_informer` builds, over a scripted API: list, a watch that adds and
+    """What `handlers.informer` wires for `LEASES`, over a scripted API: list, a watch that adds and
     deletes an agent, then a 410 and a relist that no longer holds the first agent."""
     cache = ClusterCache()
     requeued: list[Requeue] = []
@@ -79,9 +78,9 @@ async def test_the_informer_feeds_lists_and_events_into_the_cache() -> None:
     ]
     streams: list[list[dict[str, Any]]] = [
         [
-            {"type": "ADDED", "raw_object": lease("n2")},
-            {"type": "MODIFIED", "raw_object": lease("n2", "2026-12-07T03:00:05Z")},
-            {"type": "DELETED", "raw_object": lease("n2")},
+            {"type": "ADDED", "object": lease("n2")},
+            {"type": "MODIFIED", "object": lease("n2", "2026-12-07T03:00:05Z")},
+            {"type": "DELETED", "object": lease("n2")},
         ],
     ]
 

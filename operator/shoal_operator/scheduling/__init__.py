@@ -1,4 +1,4 @@
-"""The pure scheduler core: plain data in, decisions out; no I/O, no kopf, no clock.
+"""The pure scheduler core: plain data in, decisions out; no I/O, no Kubernetes client, no clock.
 
 Entry points: `schedule_app`, `schedule_batch` (filter -> score -> pick, stable) and
 `diff_placements` (decision -> create/update/delete with rolling-update safety).
