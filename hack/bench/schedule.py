@@ -29,8 +29,14 @@ One run:
 prefixed `scale_`), with the core's decision time over the first and the last tenth of the apps, to see
 whether it stays flat as the cluster fills.
 
+`--apiserver-profile FILE` saves kube-apiserver's CPU profile of the Shoal phase's first seconds and
+prints its shares by kind of work (`apiserver_profile_<kind>_pct`: creates, status updates, client
+certificate checks, GC, ...; see apiserverprofile.py). Under `taskset -c 0` the whole run gets one
+core, which says how the time scales with cores (`scheduled_cpu_busy_pct` counts the cores offered).
+
 Prints name=value lines. Usage:
   .venv/bin/python hack/bench/schedule.py [--nodes 200] [--apps 1000] [--no-deployments] [--scale-probe]
+                                          [--apiserver-profile FILE]
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import ssl
 import statistics
 import sys
@@ -54,6 +61,7 @@ from kubernetes_asyncio import client, config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+from bench import apiserverprofile  # noqa: E402
 from harness.operatorproc import OperatorProcess  # noqa: E402
 from localcluster.controlplane import ControlPlane, NodeShape  # noqa: E402
 from localcluster.processes import stop_cleanly_on_sigterm  # noqa: E402
@@ -72,6 +80,9 @@ TUNED_FLAGS = ("--kube-api-qps=200", "--kube-api-burst=400")
 the fastest the pod path goes here, not with its defaults."""
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
 PHASE_TIMEOUT_S = 1500.0
+PROFILE_S = 10
+"""`--apiserver-profile`: kube-apiserver's CPU is profiled over the phase's first seconds (inside
+`all_scheduled_s` wherever that takes longer)."""
 IDLE_PROBE_S = 20.0
 HEARTBEATS = ("leases", "nodes")
 """Resources kwok's Nodes write to as they heartbeat (the bench's own agents' Leases never renew)."""
@@ -157,7 +168,7 @@ async def create_agents(api: client.ApiClient, names: list[str]) -> None:
 
 
 async def run_end_to_end(
-    plane: ControlPlane, image: str, apps: int, operator: OperatorProcess
+    plane: ControlPlane, image: str, apps: int, operator: OperatorProcess, *, profile: Path | None = None
 ) -> dict[str, float]:
     cfg = client.Configuration()
     await config.load_kube_config(config_file=str(plane.kubeconfig), client_configuration=cfg)
@@ -219,6 +230,13 @@ async def run_end_to_end(
         await slices.start()
         started = time.monotonic()
         cpu_before = cpu_by_process(plane, operator)
+        profiling = (
+            asyncio.create_task(
+                asyncio.to_thread(apiserverprofile.take, plane.server, plane.ssl_context(), PROFILE_S)
+            )
+            if profile
+            else None
+        )
         watching = asyncio.create_task(tracker.wait(apps, what="apps Scheduled", started=started))
         publishing = asyncio.create_task(slices.wait(apps, what="apps published", started=started))
         await asyncio.gather(*(create(i) for i in range(apps)))
@@ -229,6 +247,10 @@ async def run_end_to_end(
         cpu_after = cpu_by_process(plane, operator)
         operator_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_at_start
         requests = apiserver_requests(plane)
+        profiled: dict[str, float] = {}
+        if profile and profiling:
+            profiled = await asyncio.to_thread(apiserverprofile.save, profile, await profiling)
+            log(f"kube-apiserver's CPU profile of the first {PROFILE_S}s: {profile}")
         try:
             await publishing
             all_published_s = time.monotonic() - started
@@ -257,6 +279,7 @@ async def run_end_to_end(
             **{f"scheduled_cpu_{n}_s": cpu_after[n] - cpu_before[n] for n in cpu_before},
             **per_app("shoal", diff_requests(requests, requests_at_start), apps),
             **per_app("shoal_settled", diff_requests(settled, requests_at_start), apps),
+            **profiled,
         }
 
 
@@ -555,6 +578,7 @@ def shoal_phase(
     *,
     deployments: bool,
     on_shoal: Callable[[dict[str, float], str], None] = lambda e2e, metrics: None,
+    profile: Path | None = None,
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float], str]:
     """One cluster: Shoal, then (operator stopped) the Deployment path with default and tuned limits.
     Returns (Shoal's figures, default Deployments', tuned Deployments', the operator's metrics);
@@ -572,7 +596,7 @@ def shoal_phase(
         registry.start()
         image = f"{registry.address}/bench/hello:v1"
         push_wasm(image, b"\0asm\x01\0\0\0")
-        e2e = asyncio.run(run_end_to_end(plane, image, apps, operator))
+        e2e = asyncio.run(run_end_to_end(plane, image, apps, operator, profile=profile))
         metrics = operator.metrics()
         operator.stop()
         registry.stop()
@@ -611,6 +635,7 @@ def shoal_figures(e2e: dict[str, float], metrics: str, timings_ms: list[float]) 
         "operator_cpu_published_s": round(e2e["operator_cpu_published_s"], 2),
         "operator_peak_rss_mb": round(e2e["operator_peak_rss_mb"], 1),
         **cpu_figures(e2e),
+        **{k: v for k, v in e2e.items() if k.startswith("apiserver_profile_")},
         "decision_p50_ms": round(statistics.median(timings_ms), 3),
         "decision_p99_ms": round(percentile(timings_ms, 0.99), 3),
         "operator_decision_p50_le_ms": histogram_quantile(
@@ -636,7 +661,7 @@ def cpu_figures(e2e: dict[str, float]) -> dict[str, object]:
     """Where the cores went until every app was Scheduled: each process's CPU seconds, and all of
     them as a share of what the machine's cores offered in that time (near 100: CPU-bound)."""
     used = {k: v for k, v in e2e.items() if k.startswith("scheduled_cpu_")}
-    offered = (os.cpu_count() or 1) * e2e["all_scheduled_s"]
+    offered = len(os.sched_getaffinity(0)) * e2e["all_scheduled_s"]  # what taskset leaves us
     return {
         **{k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1])},
         "scheduled_cpu_busy_pct": round(100 * sum(used.values()) / offered, 1),
@@ -677,6 +702,13 @@ def main() -> int:
     parser.add_argument(
         "--scale-probe", action="store_true", help="also 10,000 apps over 1,000 Nodes (Shoal only)"
     )
+    parser.add_argument(
+        "--apiserver-profile",
+        type=Path,
+        metavar="FILE",
+        help=f"save kube-apiserver's CPU profile of the Shoal phase's first {PROFILE_S}s to FILE "
+        "and print where its CPU went (apiserver_profile_<kind>_pct)",
+    )
     parser.add_argument("--scale-nodes", type=int, default=1000)
     parser.add_argument("--scale-apps", type=int, default=10_000)
     args = parser.parse_args()
@@ -691,20 +723,30 @@ def main() -> int:
         figures.update(shoal_figures(e2e, metrics, timings_ms))
         emit(figures)
 
-    e2e, default, tuned, _ = shoal_phase(
-        work / "main", args.nodes, args.apps, deployments=not args.no_deployments, on_shoal=on_shoal
-    )
-    if default and tuned:
-        more = deployment_figures(e2e, default, tuned, args.apps)
-        emit(more)
-        figures |= more
-    if args.scale_probe:  # printed as soon as known: the probe is long and has no goal to fail
-        try:
-            scale = scale_probe(work / "scale", args.scale_nodes, args.scale_apps)
-        except (TimeoutError, RuntimeError) as e:
-            scale = {"scale_error": str(e).splitlines()[0]}
-        emit(scale)
-        figures |= scale
+    try:
+        e2e, default, tuned, _ = shoal_phase(
+            work / "main",
+            args.nodes,
+            args.apps,
+            deployments=not args.no_deployments,
+            on_shoal=on_shoal,
+            profile=args.apiserver_profile.resolve() if args.apiserver_profile else None,
+        )
+        if default and tuned:
+            more = deployment_figures(e2e, default, tuned, args.apps)
+            emit(more)
+            figures |= more
+        if args.scale_probe:  # printed as soon as known: the probe is long and has no goal to fail
+            try:
+                scale = scale_probe(work / "scale", args.scale_nodes, args.scale_apps)
+            except (TimeoutError, RuntimeError) as e:
+                scale = {"scale_error": str(e).splitlines()[0]}
+            emit(scale)
+            figures |= scale
+    finally:
+        # etcd's data of 10,000 apps is most of a gigabyte: nothing of a run is kept but its figures
+        # (and the profile, where it was asked to go).
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures), file=sys.stderr)
     return 0
 

@@ -201,9 +201,13 @@ class ControlPlane:
 
         self.kubectl("apply", "-f", "-", input=json.dumps(self._node_list()))
         # kube-controller-manager lifts each Node's not-ready taint through its 20 QPS client:
-        # a thousand Nodes need about a minute for that alone.
+        # a thousand Nodes need about a minute for that alone, and 200 took 35-50 s here (once more
+        # than 60 s, right after another cluster of the bench had stopped).
         wait_until(
-            self._nodes_ready, what=f"{self.nodes} Ready nodes", timeout=max(60, self.nodes * 0.25), proc=kwok
+            self._nodes_ready,
+            what=f"{self.nodes} Ready nodes",
+            timeout=max(120, self.nodes * 0.25),
+            proc=kwok,
         )
         wait_until(
             lambda: self._get_ok("/api/v1/namespaces/default/serviceaccounts/default"),
