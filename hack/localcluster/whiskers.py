@@ -85,11 +85,15 @@ def accepts(address: tuple[str, int]) -> bool:
         return False
 
 
-def http_get(address: tuple[str, int], path: str, *, timeout: float = 10) -> tuple[int, str]:
-    """(status, body); status 0 when the connection itself failed."""
+def http_get(
+    address: tuple[str, int], path: str, *, timeout: float = 10, host: str | None = None
+) -> tuple[int, str]:
+    """(status, body); status 0 when the connection itself failed. `host`: the Host header (an
+    agent routes `<app>.<namespace>` to that app whatever the path)."""
     url = f"http://{address[0]}:{address[1]}{path}"
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return int(resp.status), resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()

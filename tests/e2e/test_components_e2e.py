@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 # componentize-py components embed CPython: ~12 MiB of linear memory per instance, a few ms to start.
 RESOURCES = {"memory": "64Mi", "timeout": "10s"}
+Get = Callable[[str], tuple[int, str]]
+"""GET a path of the test's app: (status, body)."""
 
 
 @pytest.fixture
@@ -72,16 +75,16 @@ def apply_component(
 @pytest.fixture
 def deploy_component(
     apply_component: Callable[..., None], net_kube: KubeHttp, net_namespace: str
-) -> Callable[..., tuple[str, int]]:
+) -> Callable[..., Get]:
     """Apply a component guest as `comp`, wait until it is Ready (after `first`, say its dependency
-    pod serving), and return its endpoint."""
+    pod serving), and return how to GET from it."""
 
     def deploy(
         guest: str,
         first: Callable[[], object] | None = None,
         fmt: WasmFormat = WasmFormat.WASM_ARTIFACT,
         **extra: Any,
-    ) -> tuple[str, int]:
+    ) -> Get:
         apply_component(guest, fmt, **extra)
         ns = net_namespace
         if first is not None:
@@ -90,17 +93,21 @@ def deploy_component(
         (address,) = eventually(
             lambda: slice_addresses(net_kube, ns, "comp"), within=30, what="an endpoint in the slices"
         )
-        return address
+        # By Host, not by path alone: every test's app is `comp` on /c, and an agent's paths are
+        # shared by all namespaces (the first app keeps one). The `comp` of the test before, its
+        # namespace still being deleted, can hold /c on the same agent for seconds, and a request by
+        # path went to it (a Spin MySQL test once got the Redis app's 500).
+        return functools.partial(http_get, address, host=f"comp.{ns}")
 
     return deploy
 
 
 @pytest.fixture
-def serve_component(deploy_component: Callable[..., tuple[str, int]]) -> Callable[[str, str], None]:
+def serve_component(deploy_component: Callable[..., Get]) -> Callable[[str, str], None]:
     """Deploy a component guest and check what its endpoint answers."""
 
     def serve(guest: str, expected: str) -> None:
-        status, body = http_get(deploy_component(guest), "/c/x?y=1")
+        status, body = deploy_component(guest)("/c/x?y=1")
         assert status == 200, body
         assert body.startswith(expected), body
 
@@ -144,7 +151,7 @@ def test_job_of_a_c_module_made_a_wasi_cli_component(
 
 
 def test_outbound_http_is_allowed_only_to_listed_hosts(
-    deploy_component: Callable[..., tuple[str, int]],
+    deploy_component: Callable[..., Get],
     upstream_http: Callable[[str], Upstream],
     net_agents: dict[str, AgentProcess],
 ) -> None:
@@ -152,11 +159,11 @@ def test_outbound_http_is_allowed_only_to_listed_hosts(
     must not reach unless a pattern names the address literally."""
     allowed, other = upstream_http("allowed"), upstream_http("other")
     hosts = [f"http://127.0.0.1:{allowed.port}", f"http://localhost:{other.port}"]
-    address = deploy_component("fetch-component-py", capabilities={"allowedOutboundHosts": hosts})
+    get = deploy_component("fetch-component-py", capabilities={"allowedOutboundHosts": hosts})
 
     def fetch(url: str, host: str = "") -> tuple[int, str]:
         query = urlencode({"url": url, **({"host": host} if host else {})})
-        return http_get(address, f"/c?{query}")
+        return get(f"/c?{query}")
 
     assert fetch(f"http://127.0.0.1:{allowed.port}/hello.txt") == (200, "fetched 200: hello from allowed")
     assert fetch(f"http://127.0.0.1:{other.port}/denied.txt") == (
@@ -232,7 +239,7 @@ def redis_volume(net_kube: KubeHttp, net_namespace: str, tmp_path: Path) -> Iter
 
 
 def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
-    deploy_component: Callable[..., tuple[str, int]],
+    deploy_component: Callable[..., Get],
     dependency_servers: DependencyServers,
     redis_volume: None,
     net_kube: KubeHttp,
@@ -256,7 +263,7 @@ def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
 
     # Packaged as `spin registry push` does (the locked app in a layer of its own): the agent finds
     # the one component the locked app names; its Spin route `/...` is not used, the app is on /c.
-    address = deploy_component(
+    get = deploy_component(
         "spin-counter-py",
         first=redis_serving,
         fmt=WasmFormat.SPIN,
@@ -266,7 +273,7 @@ def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
         ],
     )
     for n in (1, 2, 3):
-        assert http_get(address, "/c") == (200, f"Hello from a Secret, request {n}\n")
+        assert get("/c") == (200, f"Hello from a Secret, request {n}\n")
     client = redis.Redis(host=redis_serving(), port=6379, socket_timeout=2)
     try:
         assert client.get(f"{ns}/comp:requests") == b"3"
@@ -280,7 +287,7 @@ def test_spin_app_counts_in_redis_and_reads_a_variable_from_a_secret(
 
 
 def test_spin_mysql_app(
-    deploy_component: Callable[..., tuple[str, int]],
+    deploy_component: Callable[..., Get],
     dependency_servers: DependencyServers,
     net_kube: KubeHttp,
     net_namespace: str,
@@ -295,15 +302,15 @@ def test_spin_mysql_app(
         return dependency_servers.wait_serving(namespace=ns, pod="comp-db-0", timeout=300).ip
 
     with dependency_volume(net_kube, ns, "db", tmp_path):
-        address = deploy_component(
+        get = deploy_component(
             "spin-mysql-py",
             first=mysql_serving,
             dependencies=[{"name": "db", "mysql": {"database": "visits", "storage": "1Gi"}}],
         )
         columns = "['n:int64', 'last:str']"
-        assert http_get(address, "/c/a") == (200, f"visits 1 /c/a {columns}\n")
-        assert http_get(address, "/c/a") == (200, f"visits 2 /c/a {columns}\n")
-        status, body = http_get(address, "/c/undeclared")
+        assert get("/c/a") == (200, f"visits 1 /c/a {columns}\n")
+        assert get("/c/a") == (200, f"visits 2 /c/a {columns}\n")
+        status, body = get("/c/undeclared")
         assert status == 200, body
         assert "is not mysql://<dependency> of a declared MySQL dependency (db)" in body, body
         placements = net_kube.get(f"/apis/shoal.dev/v1alpha1/namespaces/{ns}/wasmplacements")["items"]
