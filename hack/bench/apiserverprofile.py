@@ -87,9 +87,9 @@ def shares(stacks: list[tuple[float, list[str]]]) -> tuple[float, dict[str, floa
     return total, {k: (100 * v / total if total else 0.0) for k, v in by_kind.items()}
 
 
-def save(path: Path, profile: bytes) -> dict[str, float]:
-    """Write the profile to `path` (for `go tool pprof`) and return its figures."""
-    path.write_bytes(profile)
+def record(path: Path, server: str, context: ssl.SSLContext, seconds: int) -> dict[str, float]:
+    """Take a profile of `seconds`, keep it at `path` (for `go tool pprof`), return its figures."""
+    path.write_bytes(take(server, context, seconds))
     return figures(path)
 
 

@@ -232,7 +232,9 @@ async def run_end_to_end(
         cpu_before = cpu_by_process(plane, operator)
         profiling = (
             asyncio.create_task(
-                asyncio.to_thread(apiserverprofile.take, plane.server, plane.ssl_context(), PROFILE_S)
+                asyncio.to_thread(
+                    apiserverprofile.record, profile, plane.server, plane.ssl_context(), PROFILE_S
+                )
             )
             if profile
             else None
@@ -247,9 +249,8 @@ async def run_end_to_end(
         cpu_after = cpu_by_process(plane, operator)
         operator_cpu_s = metric_value(operator.metrics(), "process_cpu_seconds_total") - cpu_at_start
         requests = apiserver_requests(plane)
-        profiled: dict[str, float] = {}
-        if profile and profiling:
-            profiled = await asyncio.to_thread(apiserverprofile.save, profile, await profiling)
+        profiled = await profiling if profiling else {}
+        if profiling:
             log(f"kube-apiserver's CPU profile of the first {PROFILE_S}s: {profile}")
         try:
             await publishing
